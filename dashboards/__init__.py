@@ -1,0 +1,1 @@
+"""The dashboard API, web page and Grafana dashboards over what `monitor` stores."""

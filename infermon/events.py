@@ -1,0 +1,289 @@
+"""The event contract: every component builds, writes and reads payload events through here.
+
+Events are CloudEvents 1.0 in KServe's payload-logger layout
+(`../shared/reference/kserve-logger.md` section 2) plus our own extensions.
+On Kafka they travel in binary content mode; reading also accepts structured mode.
+The cloudevents 2.x SDK holds and validates the event; we handle the bytes ourselves
+because the SDK's Kafka binding invents ids, re-keys messages and reprs lists
+(`cloudevents-kafka.md`, "Pitfalls in 2.x").
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import unquote
+
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.v1.event import CloudEvent
+from dateutil.parser import isoparse
+
+__all__ = [
+    "KSERVE_REQUEST_TYPE",
+    "KSERVE_RESPONSE_TYPE",
+    "SELDON_REQUEST_TYPE",
+    "SELDON_RESPONSE_TYPE",
+    "CloudEvent",
+    "InvalidEventError",
+    "KafkaRecord",
+    "canonical_header_name",
+    "event_from_http",
+    "event_from_kafka",
+    "event_to_kafka",
+    "events_from_http_batch",
+    "format_time",
+    "parse_inference_path",
+    "payload_bytes",
+]
+
+KSERVE_REQUEST_TYPE: Final = "org.kubeflow.serving.inference.request"
+KSERVE_RESPONSE_TYPE: Final = "org.kubeflow.serving.inference.response"
+SELDON_REQUEST_TYPE: Final = "io.seldon.serving.inference.request"
+SELDON_RESPONSE_TYPE: Final = "io.seldon.serving.inference.response"
+
+# KServe's extensions (worker.go).
+EXT_INFERENCE_SERVICE: Final = "inferenceservicename"
+EXT_NAMESPACE: Final = "namespace"
+EXT_COMPONENT: Final = "component"
+EXT_ENDPOINT: Final = "endpoint"
+EXT_METADATA: Final = "metadata"
+EXT_ANNOTATIONS: Final = "annotations"
+EXT_RECORDED_TIME: Final = "recordedtime"
+# Ours.
+EXT_REQUEST_ID: Final = "requestid"
+EXT_METHOD: Final = "method"
+EXT_PATH: Final = "path"
+EXT_STATUS_CODE: Final = "statuscode"
+EXT_LATENCY_MS: Final = "latencyms"
+EXT_PROTOCOL: Final = "protocol"
+EXT_MODEL_NAME: Final = "modelname"
+EXT_TRUNCATED: Final = "truncated"
+
+REQUIRED_ATTRIBUTES: Final = ("id", "source", "type", "specversion")
+CONTENT_TYPE_HEADER: Final = "content-type"
+KAFKA_ATTRIBUTE_PREFIX: Final = "ce_"
+HTTP_ATTRIBUTE_PREFIX: Final = "ce-"
+STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json; charset=UTF-8"
+BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
+
+
+class InvalidEventError(ValueError):
+    """Input that is not a valid CloudEvent; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """One Kafka record, as handed to confluent-kafka's `produce`."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, as KServe writes `ce_time`."""
+    text = moment.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def canonical_header_name(name: str) -> str:
+    """Go's canonical MIME header form (`x-request-id` -> `X-Request-Id`), as KServe keys it."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def parse_inference_path(path: str) -> tuple[str, str | None]:
+    """(protocol, model name) from a KServe v1 or v2 path; `other` for anything else.
+
+    v1: /v1/models/{name}[:verb]   v2: /v2/models/{name}[/versions/{v}][/infer|/ready|...]
+    """
+    path = path.split("?", 1)[0]
+    for protocol in ("v1", "v2"):
+        prefix = f"/{protocol}/"
+        if path.startswith(prefix):
+            rest = path[len(prefix) :]
+            if rest.startswith("models/"):
+                name = rest[len("models/") :].split("/", 1)[0]
+                if protocol == "v1":
+                    name = name.split(":", 1)[0]
+                return protocol, unquote(name) or None
+            return protocol, None
+        if path == prefix[:-1]:
+            return protocol, None
+    return "other", None
+
+
+def payload_bytes(event: CloudEvent) -> bytes:
+    """The event's data as bytes (our events always carry bytes; structured JSON is re-encoded)."""
+    data = event.get_data()
+    if data is None:
+        return b""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode()
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _build(attributes: dict[str, Any], data: bytes | None) -> CloudEvent:
+    missing = [name for name in REQUIRED_ATTRIBUTES if not attributes.get(name)]
+    if missing:
+        raise InvalidEventError(f"missing required attribute(s): {', '.join(missing)}")
+    if attributes["specversion"] != "1.0":
+        raise InvalidEventError(f"unsupported specversion {attributes['specversion']!r}")
+    if "time" in attributes and isinstance(attributes["time"], str):
+        try:
+            attributes["time"] = isoparse(attributes["time"])
+        except ValueError as error:
+            raise InvalidEventError(f"time is not RFC 3339: {attributes['time']!r}") from error
+    try:
+        return CloudEvent(attributes, data)
+    except BaseCloudEventException as error:
+        raise InvalidEventError(f"invalid CloudEvent: {error}") from error
+
+
+def _attribute_text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def event_to_kafka(event: CloudEvent, key: str | bytes | None) -> KafkaRecord:
+    """Kafka binary content mode: `ce_<name>` headers, `content-type`, raw data as value."""
+    headers: list[tuple[str, bytes]] = []
+    for name, value in event.get_attributes().items():
+        if value is None:
+            continue
+        if name == "datacontenttype":
+            headers.append((CONTENT_TYPE_HEADER, str(value).encode()))
+        else:
+            headers.append((KAFKA_ATTRIBUTE_PREFIX + name, _attribute_text(value).encode()))
+    record_key = key.encode() if isinstance(key, str) else key
+    return KafkaRecord(key=record_key, value=payload_bytes(event), headers=headers)
+
+
+def _decode_header_text(name: str, raw: bytes | None) -> str:
+    if raw is None:
+        raise InvalidEventError(f"header {name!r} has no value")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidEventError(f"header {name!r} is not UTF-8") from error
+
+
+def _normalise_headers(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, bytes | None]:
+    seen: dict[str, bytes | None] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in seen and (
+            lowered.startswith(KAFKA_ATTRIBUTE_PREFIX) or lowered == CONTENT_TYPE_HEADER
+        ):
+            raise InvalidEventError(f"header {lowered!r} appears more than once")
+        seen[lowered] = value
+    return seen
+
+
+def _is_structured(content_type: str | None) -> bool:
+    return bool(content_type) and content_type.lower().startswith("application/cloudevents")
+
+
+def event_from_kafka(
+    headers: Iterable[tuple[str, bytes | None]] | None, value: bytes | None
+) -> CloudEvent:
+    """Read a Kafka record as a CloudEvent; the mode follows `content-type` (binding spec §3).
+
+    Raises InvalidEventError for anything that is not a complete CloudEvent, rather than
+    inventing an id or a time the way the SDK's constructor would.
+    """
+    normalised = _normalise_headers(headers or [])
+    raw_content_type = normalised.get(CONTENT_TYPE_HEADER)
+    content_type = (
+        _decode_header_text(CONTENT_TYPE_HEADER, raw_content_type)
+        if raw_content_type is not None
+        else None
+    )
+    if _is_structured(content_type):
+        return event_from_structured(value or b"", content_type or "")
+    attributes: dict[str, Any] = {}
+    for name, raw in normalised.items():
+        if name.startswith(KAFKA_ATTRIBUTE_PREFIX):
+            attributes[name[len(KAFKA_ATTRIBUTE_PREFIX) :]] = _decode_header_text(name, raw)
+    if content_type is not None:
+        attributes["datacontenttype"] = content_type
+    return _build(attributes, value if value is not None else None)
+
+
+def event_from_structured(body: bytes, content_type: str = "") -> CloudEvent:
+    """Structured mode: the whole event as a JSON object."""
+    if content_type and "json" not in content_type.lower():
+        raise InvalidEventError(f"unsupported structured format {content_type!r}")
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidEventError(f"structured event is not JSON: {error}") from error
+    return _event_from_envelope(envelope)
+
+
+def _event_from_envelope(envelope: Any) -> CloudEvent:
+    if not isinstance(envelope, dict):
+        raise InvalidEventError("structured event must be a JSON object")
+    attributes = {k: v for k, v in envelope.items() if k not in ("data", "data_base64")}
+    if "data_base64" in envelope:
+        try:
+            data: bytes | None = base64.b64decode(envelope["data_base64"], validate=True)
+        except (ValueError, TypeError) as error:
+            raise InvalidEventError("data_base64 is not base64") from error
+    elif "data" in envelope:
+        raw = envelope["data"]
+        if isinstance(raw, str) and not _is_json_type(attributes):
+            data = raw.encode()
+        else:
+            data = json.dumps(raw, separators=(",", ":")).encode()
+    else:
+        data = None
+    return _build(attributes, data)
+
+
+def _is_json_type(attributes: Mapping[str, Any]) -> bool:
+    content_type = str(attributes.get("datacontenttype") or "application/json").lower()
+    media = content_type.split(";", 1)[0].strip()
+    return media.endswith("/json") or media.endswith("+json")
+
+
+def event_from_http(headers: Mapping[str, str], body: bytes) -> CloudEvent:
+    """HTTP binary mode (`Ce-*` headers, what KServe's agent sends) or structured mode."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    content_type = lowered.get(CONTENT_TYPE_HEADER)
+    if _is_structured(content_type):
+        return event_from_structured(body, content_type or "")
+    attributes: dict[str, Any] = {}
+    for name, value in lowered.items():
+        if name.startswith(HTTP_ATTRIBUTE_PREFIX):
+            # The HTTP binding percent-encodes values; KServe's Go SDK writes raw JSON,
+            # which unquote leaves as it is.
+            attributes[name[len(HTTP_ATTRIBUTE_PREFIX) :]] = unquote(value)
+    if content_type is not None:
+        attributes["datacontenttype"] = content_type
+    return _build(attributes, body)
+
+
+def events_from_http_batch(body: bytes) -> list[CloudEvent]:
+    """`application/cloudevents-batch+json`: a JSON array of structured events."""
+    try:
+        envelopes = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidEventError(f"batch is not JSON: {error}") from error
+    if not isinstance(envelopes, list):
+        raise InvalidEventError("batch must be a JSON array of events")
+    events = []
+    for index, envelope in enumerate(envelopes):
+        try:
+            events.append(_event_from_envelope(envelope))
+        except InvalidEventError as error:
+            raise InvalidEventError(f"event {index} of the batch: {error}") from error
+    return events

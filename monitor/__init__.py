@@ -1,0 +1,1 @@
+"""Consuming payload events, storing them, and the statistics over them."""

@@ -1,0 +1,139 @@
+"""The event contract: paths, header names, reading and writing events (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from infermon import events
+from infermon.events import InvalidEventError
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v1/models/iris:predict", ("v1", "iris")),
+        ("/v1/models/iris:explain", ("v1", "iris")),
+        ("/v1/models/iris", ("v1", "iris")),
+        ("/v1/models", ("v1", None)),
+        ("/v2/models/iris/infer", ("v2", "iris")),
+        ("/v2/models/iris/versions/3/infer", ("v2", "iris")),
+        ("/v2/models/my%20model/infer?x=1", ("v2", "my model")),
+        ("/v2/health/ready", ("v2", None)),
+        ("/v2", ("v2", None)),
+        ("/predict", ("other", None)),
+        ("/v10/models/x", ("other", None)),
+    ],
+)
+def test_parse_inference_path(path: str, expected: tuple[str, str | None]) -> None:
+    assert events.parse_inference_path(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [("x-request-id", "X-Request-Id"), ("X-B3-TRACEID", "X-B3-Traceid"), ("host", "Host")],
+)
+def test_canonical_header_name_matches_go(name: str, canonical: str) -> None:
+    assert events.canonical_header_name(name) == canonical
+
+
+def _headers(**overrides: bytes | None) -> list[tuple[str, bytes | None]]:
+    base: dict[str, bytes | None] = {
+        "ce_specversion": b"1.0", "ce_id": b"abc", "ce_source": b"/s",
+        "ce_type": events.KSERVE_REQUEST_TYPE, "content-type": b"application/json",
+    }  # fmt: skip
+    base["ce_type"] = events.KSERVE_REQUEST_TYPE.encode()
+    base.update(overrides)
+    return [(name, value) for name, value in base.items() if value is not None]
+
+
+def test_binary_record_round_trips() -> None:
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    event = events.CloudEvent(
+        {"id": "abc", "source": "/s", "type": events.KSERVE_REQUEST_TYPE, "time": moment,
+         "datacontenttype": "application/json", "modelname": "iris", "truncated": True},
+        b'{"instances": [[1]]}',
+    )  # fmt: skip
+    record = events.event_to_kafka(event, key="abc")
+    headers = dict(record.headers)
+    assert record.key == b"abc"
+    assert headers["ce_time"] == b"2026-01-02T03:04:05.678901Z"
+    assert headers["content-type"] == b"application/json"
+    assert headers["ce_truncated"] == b"true"
+    assert "ce_datacontenttype" not in headers
+    back = events.event_from_kafka(record.headers, record.value)
+    assert back.get_attributes() == {**event.get_attributes(), "truncated": "true"}
+    assert events.payload_bytes(back) == b'{"instances": [[1]]}'
+
+
+def test_go_nanosecond_time_is_accepted() -> None:
+    event = events.event_from_kafka(_headers(ce_time=b"2026-11-29T07:01:02.123456789Z"), b"{}")
+    assert event.get_time() == datetime(2026, 11, 29, 7, 1, 2, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("missing", ["ce_id", "ce_source", "ce_type", "ce_specversion"])
+def test_missing_required_attribute_is_rejected_not_invented(missing: str) -> None:
+    with pytest.raises(InvalidEventError, match=missing.removeprefix("ce_")):
+        events.event_from_kafka(_headers(**{missing: None}), b"{}")
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ([*_headers(), ("ce_id", b"other")], "more than once"),
+        (_headers(ce_id=b"\xff\xfe"), "UTF-8"),
+        ([*_headers(), ("ce_X-Foo", b"1")], "invalid CloudEvent"),
+        (_headers(ce_specversion=b"0.3"), "specversion"),
+        (_headers(ce_time=b"yesterday"), "RFC 3339"),
+    ],
+)
+def test_malformed_records_are_rejected_with_a_reason(
+    headers: list[tuple[str, bytes | None]], reason: str
+) -> None:
+    with pytest.raises(InvalidEventError, match=reason):
+        events.event_from_kafka(headers, b"{}")
+
+
+def test_none_header_value_is_rejected() -> None:
+    with pytest.raises(InvalidEventError, match="no value"):
+        events.event_from_kafka([*_headers(), ("ce_namespace", None)], b"{}")
+
+
+def test_structured_mode_is_chosen_by_content_type_even_with_ce_headers() -> None:
+    envelope = {"specversion": "1.0", "id": "s1", "source": "/s", "type": "t",
+                "datacontenttype": "application/json", "data": {"a": [1, 2]}}  # fmt: skip
+    headers = [("content-type", b"application/cloudevents+json"), ("ce_id", b"wrong")]
+    event = events.event_from_kafka(headers, json.dumps(envelope).encode())
+    assert event.get_id() == "s1"
+    assert json.loads(events.payload_bytes(event)) == {"a": [1, 2]}
+
+
+def test_structured_base64_data_is_decoded() -> None:
+    envelope = {"specversion": "1.0", "id": "s1", "source": "/s", "type": "t",
+                "data_base64": "AAEC"}  # fmt: skip
+    event = events.event_from_structured(json.dumps(envelope).encode())
+    assert events.payload_bytes(event) == b"\x00\x01\x02"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff"])
+def test_structured_envelope_that_is_not_a_json_object_is_rejected(body: bytes) -> None:
+    with pytest.raises(InvalidEventError):
+        events.event_from_structured(body, "application/cloudevents+json")
+
+
+def test_http_binary_mode_reads_kserve_agent_headers() -> None:
+    headers = {"Ce-Id": "x1", "Ce-Specversion": "1.0", "Ce-Source": "http://localhost:9081/",
+               "Ce-Type": events.KSERVE_RESPONSE_TYPE, "Ce-Metadata": '{"X-Request-Id":["a"]}',
+               "Ce-Endpoint": "", "Content-Type": "application/json"}  # fmt: skip
+    event = events.event_from_http(headers, b'{"predictions": [1]}')
+    assert event.get_extension("metadata") == '{"X-Request-Id":["a"]}'
+    assert event.get_extension("endpoint") == ""
+    assert event.get_datacontenttype() == "application/json"
+
+
+def test_batch_reports_which_event_is_bad() -> None:
+    good = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
+    with pytest.raises(InvalidEventError, match="event 1 of the batch"):
+        events.events_from_http_batch(json.dumps([good, {"id": "2"}]).encode())

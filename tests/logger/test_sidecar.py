@@ -1,0 +1,327 @@
+"""The sidecar against a real broker and the in-repo model server: two events per call."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime
+
+import httpx
+import pytest
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+
+from infermon import events
+from tests.fixtures.broker import read_all
+from tests.fixtures.factories import TopicFactory
+from tests.fixtures.kcat import kcat_environment
+from tests.fixtures.processes import free_port
+from tests.fixtures.toy_model_server import ToyModelServer
+from tests.logger.conftest import StartInfermon
+from tests.logger.events_on_kafka import by_type, logged_events
+
+KSERVE_EXTENSIONS = ("inferenceservicename", "namespace", "component", "endpoint", "metadata")
+
+
+def start_logger(
+    start_infermon: StartInfermon, bootstrap: str, topic: str, model_url: str, *extra: str
+):
+    return start_infermon(
+        "logger",
+        "--model-url", model_url, "--kafka-bootstrap", bootstrap, "--topic", topic,
+        "--inference-service", "iris", "--namespace", "prod", *extra,
+    )  # fmt: skip
+
+
+def test_v1_call_gives_request_and_response_events_attribute_for_attribute(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    topic = new_topic()
+    logger = start_logger(
+        start_infermon, kafka_bootstrap, topic, toy_model_server.url,
+        "--metadata-headers", "x-request-id,X-B3-TRACEID", "--annotations", "team=fraud",
+    )  # fmt: skip
+    body = b'{"instances": [[1, 2], [3, 4]]}'
+    response = httpx.post(
+        f"{logger.url}/v1/models/iris:predict",
+        content=body,
+        headers={"Content-Type": "application/json", "x-request-id": "req-1",
+                 "X-B3-Traceid": "trace-9"},
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert response.json() == {"predictions": [3.0, 7.0]}
+
+    logged = by_type(logged_events(kafka_bootstrap, topic, 2))
+    request, reply = logged["request"], logged["response"]
+    assert request.type == events.KSERVE_REQUEST_TYPE
+    assert reply.type == events.KSERVE_RESPONSE_TYPE
+    for event in (request, reply):
+        assert event.id == "req-1"
+        assert event.key == b"req-1"
+        assert event.ext("requestid") == "req-1"
+        assert event.event.get_source() == f"http://localhost:{logger.port}/"
+        assert event.event.get_specversion() == "1.0"
+        assert event.ext("inferenceservicename") == "iris"
+        assert event.ext("namespace") == "prod"
+        assert event.ext("component") == "predictor"
+        assert event.ext("endpoint") == ""
+        assert json.loads(event.ext("metadata") or "") == {
+            "X-Request-Id": ["req-1"], "X-B3-Traceid": ["trace-9"],
+        }  # fmt: skip
+        assert json.loads(event.ext("annotations") or "") == {"team": "fraud"}
+        assert event.ext("method") == "POST"
+        assert event.ext("path") == "/v1/models/iris:predict"
+        assert event.ext("protocol") == "v1"
+        assert event.ext("modelname") == "iris"
+        assert event.ext("truncated") is None
+        assert datetime.fromisoformat(event.ext("recordedtime") or "")
+        assert event.headers["content-type"].startswith(b"application/json")
+        assert b"ce_datacontenttype" not in event.headers
+    assert request.value == body
+    assert json.loads(reply.value) == {"predictions": [3.0, 7.0]}
+    assert reply.ext("statuscode") == "200"
+    assert 0 < float(reply.ext("latencyms") or 0) < 5000
+    assert request.ext("statuscode") is None
+    assert request.event.get_time() <= reply.event.get_time()
+
+
+def test_events_are_readable_by_the_cloudevents_sdk(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    topic = new_topic()
+    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    httpx.post(f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]})
+    for logged in logged_events(kafka_bootstrap, topic, 2):
+        message = ce_kafka.KafkaMessage(headers=logged.headers, key=logged.key, value=logged.value)
+        sdk_event = ce_kafka.from_binary(message, JSONFormat())
+        assert sdk_event.get_id() == logged.id
+        assert sdk_event.get_type() == logged.type
+        assert sdk_event.get_extension("modelname") == "m"
+
+
+def test_v2_call_gives_two_events_with_protocol_and_model(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    topic = new_topic()
+    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    request_body = {
+        "id": "v2-call",
+        "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+    }
+    response = httpx.post(f"{logger.url}/v2/models/iris/infer", json=request_body)
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    logged = by_type(logged_events(kafka_bootstrap, topic, 2))
+    for event in logged.values():
+        assert event.id == request_id
+        assert event.ext("protocol") == "v2"
+        assert event.ext("modelname") == "iris"
+        assert event.ext("path") == "/v2/models/iris/infer"
+    assert json.loads(logged["request"].value) == request_body
+    outputs = json.loads(logged["response"].value)["outputs"]
+    assert outputs[0]["data"] == [3.0, 7.0]
+
+
+def test_ce_id_is_used_when_no_request_id_is_sent(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    topic = new_topic()
+    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    response = httpx.post(
+        f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]},
+        headers={"Ce-Id": "partition:0/offset:7"},
+    )  # fmt: skip
+    assert response.headers["x-request-id"] == "partition:0/offset:7"
+    assert {event.id for event in logged_events(kafka_bootstrap, topic, 2)} == {
+        "partition:0/offset:7"
+    }
+
+
+@pytest.mark.parametrize(("mode", "expected_types"), [("request", {"request"}),
+                                                       ("response", {"response"})])  # fmt: skip
+def test_mode_selects_which_events_are_logged(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+    mode: str,
+    expected_types: set[str],
+) -> None:
+    topic = new_topic()
+    logger = start_logger(
+        start_infermon, kafka_bootstrap, topic, toy_model_server.url, "--mode", mode
+    )
+    for _ in range(3):
+        assert httpx.post(f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]}).is_success
+    logged = logged_events(kafka_bootstrap, topic, 3)
+    assert {event.type.rsplit(".", 1)[-1] for event in logged} == expected_types
+
+
+def test_sampling_keeps_request_and_response_together(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    topic = new_topic()
+    logger = start_logger(
+        start_infermon, kafka_bootstrap, topic, toy_model_server.url, "--sample-rate", "0.5"
+    )
+    calls = 60
+    with httpx.Client() as client:
+        for _ in range(calls):
+            client.post(f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]})
+    logged = read_all(kafka_bootstrap, topic, idle_s=1.5)
+    per_id: dict[bytes, int] = {}
+    for message in logged:
+        per_id[message.key()] = per_id.get(message.key(), 0) + 1
+    assert set(per_id.values()) == {2}, "a sampled call must log both of its events"
+    # Binomial(60, 0.5): outside 10..50 has probability below 1e-7.
+    assert 10 <= len(per_id) <= 50
+
+
+def test_redaction_hides_values_in_events_but_not_from_the_client(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    topic = new_topic()
+    logger = start_logger(
+        start_infermon, kafka_bootstrap, topic, toy_model_server.url,
+        "--redact", "$.instances[*].ssn,$.predictions",
+    )  # fmt: skip
+    body = {"instances": [{"ssn": 123456789, "age": 40}, {"ssn": 987654321, "age": 30}]}
+    response = httpx.post(f"{logger.url}/v1/models/m:predict", json=body)
+    assert response.json() == {"predictions": [123456829.0, 987654351.0]}
+    logged = by_type(logged_events(kafka_bootstrap, topic, 2))
+    assert logged["request"].json() == {
+        "instances": [{"ssn": "[REDACTED]", "age": 40}, {"ssn": "[REDACTED]", "age": 30}]
+    }
+    assert logged["response"].json() == {"predictions": "[REDACTED]"}
+
+
+def test_size_cap_truncates_events_not_the_response(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    topic = new_topic()
+    logger = start_logger(
+        start_infermon, kafka_bootstrap, topic, toy_model_server.url, "--max-payload-bytes", "100"
+    )
+    body = bytes(range(256)) * 40
+    response = httpx.post(
+        f"{logger.url}/echo", content=body, headers={"content-type": "application/octet-stream"}
+    )
+    assert response.content == body
+    for event in logged_events(kafka_bootstrap, topic, 2):
+        assert event.value == body[:100]
+        assert event.ext("truncated") == "true"
+        assert event.ext("protocol") == "other"
+
+
+def test_large_bodies_stream_through_unchanged_both_ways(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    topic = new_topic()
+    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    upload = bytes(range(256)) * (20 * 1024 * 1024 // 256)
+
+    def chunks():
+        for start in range(0, len(upload), 65536):
+            yield upload[start : start + 65536]
+
+    echoed = httpx.post(f"{logger.url}/echo", content=chunks(), timeout=60)
+    assert echoed.status_code == 200
+    assert echoed.content == upload
+    streamed = httpx.get(f"{logger.url}/stream?chunks=200&size=50000", timeout=60)
+    assert streamed.content == b"x" * 10_000_000
+    logged = logged_events(kafka_bootstrap, topic, 4)
+    get_request = next(e for e in logged if e.ext("method") == "GET" and "request" in e.type)
+    assert get_request.value == b""
+    assert get_request.ext("truncated") is None
+    capped = [event for event in logged if event is not get_request]
+    assert [event.ext("truncated") for event in capped] == ["true"] * 3
+    assert [len(event.value) for event in capped] == [900_000] * 3
+    echo_request = next(e for e in capped if e.ext("method") == "POST" and "request" in e.type)
+    assert echo_request.value == upload[:900_000]
+
+
+def test_non_200_responses_are_logged_with_their_status(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    topic = new_topic()
+    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    failed = httpx.post(f"{logger.url}/v1/models/fail:predict", json={"instances": [[1]]})
+    assert failed.status_code == 500
+    assert failed.json() == {"error": "model failed"}
+    logged = by_type(logged_events(kafka_bootstrap, topic, 2))
+    assert logged["response"].ext("statuscode") == "500"
+    assert logged["response"].json() == {"error": "model failed"}
+
+
+def test_unreachable_model_server_gives_502_and_is_logged(
+    start_infermon: StartInfermon, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    topic = new_topic()
+    logger = start_logger(start_infermon, kafka_bootstrap, topic, f"http://127.0.0.1:{free_port()}")
+    response = httpx.post(f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]})
+    assert response.status_code == 502
+    assert "unreachable" in response.json()["error"]
+    logged = by_type(logged_events(kafka_bootstrap, topic, 2))
+    assert logged["response"].ext("statuscode") == "502"
+    assert logged["request"].json() == {"instances": [[1]]}
+
+
+def test_kcat_reads_the_events(
+    start_infermon: StartInfermon,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    toy_model_server: ToyModelServer,
+) -> None:
+    found = kcat_environment(kafka_bootstrap)
+    if isinstance(found, str):
+        pytest.skip(found)
+    kcat, kcat_env = found
+    topic = new_topic()
+    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    httpx.post(
+        f"{logger.url}/v1/models/m:predict", json={"instances": [[5]]},
+        headers={"X-Request-Id": "kcat-1"},
+    )  # fmt: skip
+    logged_events(kafka_bootstrap, topic, 2)  # both are there before kcat looks
+    output = subprocess.run(
+        [kcat, "-C", "-b", kafka_bootstrap, "-t", topic, "-J", "-e", "-o", "beginning", "-q"],
+        capture_output=True, text=True, timeout=60, check=True, env=kcat_env,
+    ).stdout  # fmt: skip
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert len(records) == 2
+    for record in records:
+        headers = dict(zip(record["headers"][::2], record["headers"][1::2], strict=True))
+        assert record["key"] == "kcat-1"
+        assert headers["ce_id"] == "kcat-1"
+        assert headers["ce_specversion"] == "1.0"
+        assert headers["ce_type"] in (events.KSERVE_REQUEST_TYPE, events.KSERVE_RESPONSE_TYPE)
+        assert all(f"ce_{name}" in headers for name in KSERVE_EXTENSIONS)
+    payloads = [json.loads(record["payload"]) for record in records]
+    assert {"instances": [[5]]} in payloads
