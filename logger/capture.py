@@ -12,10 +12,16 @@ from jsonpath_ng import JSONPath
 from jsonpath_ng.ext import parse as parse_jsonpath
 
 from infermon import events
-from infermon.events import CloudEvent, KafkaRecord
+from infermon.events import KafkaRecord
 from logger.settings import LoggerSettings
 
 REDACTED = "[REDACTED]"
+# Every attribute a logged event sets per call (the rest are the same for all calls).
+PER_EVENT_ATTRIBUTES = (
+    events.EXT_METADATA, events.EXT_RECORDED_TIME, events.EXT_REQUEST_ID, events.EXT_METHOD,
+    events.EXT_PATH, events.EXT_PROTOCOL, events.EXT_MODEL_NAME, events.EXT_TRUNCATED,
+    events.EXT_STATUS_CODE, events.EXT_LATENCY_MS,
+)  # fmt: skip
 
 
 class Redactor:
@@ -72,16 +78,16 @@ class EventBuilder:
         self._rng = rng or random.Random()
         self._redactor = Redactor(settings.redact)
         self._metadata_headers = {name.lower().encode() for name in settings.metadata_headers}
-        self._static = {
+        shared = {
             "source": settings.event_source,
-            "specversion": "1.0",
             events.EXT_INFERENCE_SERVICE: settings.inference_service,
             events.EXT_NAMESPACE: settings.namespace,
             events.EXT_COMPONENT: settings.component,
             events.EXT_ENDPOINT: settings.endpoint,
         }
         if settings.annotations:
-            self._static[events.EXT_ANNOTATIONS] = json.dumps(settings.annotations)
+            shared[events.EXT_ANNOTATIONS] = json.dumps(settings.annotations)
+        self._encoder = events.BinaryEventEncoder(shared, PER_EVENT_ATTRIBUTES)
 
     @property
     def logs_requests(self) -> bool:
@@ -96,12 +102,13 @@ class EventBuilder:
         return self._sample_rate >= 1.0 or self._rng.random() < self._sample_rate
 
     def _metadata(self, headers: list[tuple[bytes, bytes]]) -> str:
+        if not self._metadata_headers:
+            return "{}"
         found: dict[str, list[str]] = {}
-        if self._metadata_headers:
-            for name, value in headers:
-                if name.lower() in self._metadata_headers:
-                    canonical = events.canonical_header_name(name.decode("latin-1"))
-                    found.setdefault(canonical, []).append(value.decode("latin-1"))
+        for name, value in headers:
+            if name.lower() in self._metadata_headers:
+                canonical = events.canonical_header_name(name.decode("latin-1"))
+                found.setdefault(canonical, []).append(value.decode("latin-1"))
         return json.dumps(found)
 
     def _event(
@@ -115,11 +122,10 @@ class EventBuilder:
         extra: dict[str, str],
     ) -> KafkaRecord:
         protocol, model_name = events.parse_inference_path(call.path)
-        attributes: dict[str, Any] = {
-            **self._static,
+        attributes = {
             "id": call.request_id,
             "type": event_type,
-            "time": moment,
+            "time": events.format_time(moment),
             events.EXT_METADATA: self._metadata(call.request_headers),
             events.EXT_RECORDED_TIME: events.format_time(datetime.now(UTC)),
             events.EXT_REQUEST_ID: call.request_id,
@@ -128,8 +134,6 @@ class EventBuilder:
             events.EXT_PROTOCOL: protocol,
             **extra,
         }
-        if content_type:
-            attributes["datacontenttype"] = content_type
         if model_name:
             attributes[events.EXT_MODEL_NAME] = model_name
         if truncated:
@@ -137,7 +141,7 @@ class EventBuilder:
         if self._redactor and body:
             # A cut payload cannot be parsed, so nothing of it can be shown safely.
             body = REDACTED.encode() if truncated else self._redactor.redact(body)
-        return events.event_to_kafka(CloudEvent(attributes, body), key=call.request_id)
+        return self._encoder.encode(attributes, body, content_type, key=call.request_id)
 
     def request_event(self, call: CallRecord) -> KafkaRecord:
         return self._event(

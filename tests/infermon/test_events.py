@@ -137,3 +137,27 @@ def test_batch_reports_which_event_is_bad() -> None:
     good = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
     with pytest.raises(InvalidEventError, match="event 1 of the batch"):
         events.events_from_http_batch(json.dumps([good, {"id": "2"}]).encode())
+
+
+def test_encoder_writes_what_the_sdk_path_writes() -> None:
+    shared = {"source": "http://localhost:9081/", "namespace": "prod", "endpoint": ""}
+    encoder = events.BinaryEventEncoder(shared, ["modelname", "statuscode"])
+    per_event = {
+        "id": "r1", "type": events.KSERVE_RESPONSE_TYPE, "time": "2026-01-02T03:04:05.678901Z",
+        "modelname": "iris", "statuscode": "200",
+    }  # fmt: skip
+    fast = encoder.encode(per_event, b"{}", "application/json", key="r1")
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    attributes = {**shared, **per_event, "time": moment, "datacontenttype": "application/json"}
+    via_sdk = events.event_to_kafka(events.CloudEvent(attributes, b"{}"), key="r1")
+    assert sorted(fast.headers) == sorted(via_sdk.headers)
+    assert (fast.key, fast.value) == (via_sdk.key, via_sdk.value)
+    assert events.event_from_kafka(fast.headers, fast.value).get_extension("statuscode") == "200"
+
+
+@pytest.mark.parametrize(
+    ("shared", "names"), [({"source": "/s"}, ["Bad-Name"]), ({"source": ""}, ["modelname"])]
+)
+def test_encoder_validates_names_and_shared_values_once(shared: dict, names: list[str]) -> None:
+    with pytest.raises(InvalidEventError):
+        events.BinaryEventEncoder(shared, names)

@@ -1,0 +1,317 @@
+"""One proxied call: request in, request upstream, response back, two events out.
+
+Callback-driven: a call on a kept-alive upstream connection runs without a task or a future,
+because each extra event-loop turn costs tens of microseconds of CPU on a small VM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import httptools
+
+from logger import http1
+from logger.capture import CallRecord
+from logger.upstream import UpstreamConnection
+
+if TYPE_CHECKING:
+    from logger.proxy import ClientConnection
+
+log = logging.getLogger(__name__)
+
+# Above this much request body waiting for an upstream connection, stop reading the client.
+REQUEST_BUFFER_HIGH_BYTES = 1024 * 1024
+# nginx's status for "client closed the connection before the response was complete".
+CLIENT_CLOSED_STATUS = 499
+DROP_UPSTREAM = frozenset({b"expect"})  # we answered 100-continue ourselves
+
+
+class Exchange:
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+        self.server = client.server
+        self.started = time.perf_counter()
+        self.received_at = datetime.now(UTC)
+        self.method = ""
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.request_id = ""
+        self.request_id_generated = False
+        self.client_keep_alive = True
+        self.client_http_11 = True
+        self.request_chunked = False
+        self.request_complete = False
+        self.logged = True
+        self.finished = False
+        self._pending_body: list[bytes] = []
+        self._pending_bytes = 0
+        self._request_capture = bytearray()
+        self._request_truncated = False
+        self._upstream: UpstreamConnection | None = None
+        self._upstream_reused = False
+        self._upstream_keep_alive = False
+        self._response_started = False
+        self._response_chunked = False
+        self._response_status = 0
+        self._response_content_type: str | None = None
+        self._response_capture = bytearray()
+        self._response_truncated = False
+        self._timeout: asyncio.TimerHandle | None = None
+        self._deferred_error: tuple[int, str] | None = None
+
+    # --- the request, as the client sends it ---
+    def headers_complete(self, parser: httptools.HttpRequestParser) -> None:
+        self.method = parser.get_method().decode("latin-1")
+        self.client_keep_alive = parser.should_keep_alive()
+        self.client_http_11 = parser.get_http_version() == "1.1"
+        ce_id = ""
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered == b"x-request-id" and value:
+                self.request_id = value.decode("latin-1")
+            elif lowered == b"ce-id" and value:
+                ce_id = value.decode("latin-1")
+            elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
+                self.request_chunked = True
+        if not self.request_id:
+            self.request_id = ce_id or str(uuid.uuid4())
+            self.request_id_generated = not ce_id
+        self.logged = self.server.builder.sampled()
+
+    def request_body(self, chunk: bytes) -> None:
+        self._capture(chunk, response=False)
+        if self.finished or self._deferred_error:
+            return  # answered, or to be answered with an error: the rest is only read
+        if self._upstream is not None:
+            self._upstream.write(self._frame(chunk))
+            return
+        self._pending_body.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes > REQUEST_BUFFER_HIGH_BYTES:
+            self.client.pause_reading()
+
+    def request_done(self) -> None:
+        self.request_complete = True
+        if self._upstream is not None and self.request_chunked and not self.finished:
+            self._upstream.write(http1.LAST_CHUNK)
+        if self.logged and self.server.builder.logs_requests:
+            self.server.sink.send(self.server.builder.request_event(self._call_record()))
+        if self._deferred_error is not None:
+            self._answer_error(*self._deferred_error)
+
+    def _capture(self, chunk: bytes, response: bool) -> None:
+        buffer = self._response_capture if response else self._request_capture
+        limit = self.server.max_payload_bytes
+        if limit and len(buffer) + len(chunk) > limit:
+            buffer += chunk[: max(0, limit - len(buffer))]
+            if response:
+                self._response_truncated = True
+            else:
+                self._request_truncated = True
+        else:
+            buffer += chunk
+
+    def _frame(self, chunk: bytes) -> bytes:
+        return http1.chunk(chunk) if self.request_chunked else chunk
+
+    @property
+    def upstream(self) -> UpstreamConnection | None:
+        return self._upstream
+
+    # --- sending it upstream ---
+    def start(self) -> None:
+        self._timeout = self.server.loop.call_later(self.server.upstream_timeout_s, self._timed_out)
+        connection = self.server.upstream.take_idle()
+        if connection is None:
+            self.server.spawn(self._connect())
+        else:
+            self._attach(connection, reused=True)
+
+    async def _connect(self) -> None:
+        try:
+            connection = await self.server.upstream.connect()
+        except OSError as error:
+            self._answer_error(502, f"model server unreachable: {error}")
+            return
+        if self.finished or self._deferred_error:
+            self.server.upstream.release(connection)
+        else:
+            self._attach(connection, reused=False)
+
+    def _attach(self, connection: UpstreamConnection, reused: bool) -> None:
+        self._upstream = connection
+        self._upstream_reused = reused
+        connection.exchange = self
+        connection.new_response()
+        parts = [self._request_head(), *(self._frame(c) for c in self._pending_body)]
+        if self.request_complete and self.request_chunked:
+            parts.append(http1.LAST_CHUNK)
+        connection.write(b"".join(parts))
+        self._pending_body.clear()
+        self._pending_bytes = 0
+        self.client.resume_reading()
+
+    def _request_head(self) -> bytes:
+        prefix = self.server.upstream.path_prefix
+        lines = [b"%s %s%s HTTP/1.1" % (self.method.encode(), prefix, self.url)]
+        lines += [name + b": " + value for name, value in
+                  http1.end_to_end(self.headers, also_drop=DROP_UPSTREAM)]  # fmt: skip
+        if self.request_chunked:
+            lines.append(b"Transfer-Encoding: chunked")
+        if self.request_id_generated:
+            lines.append(b"X-Request-Id: " + self.request_id.encode())
+        return b"\r\n".join(lines) + b"\r\n\r\n"
+
+    def upstream_failed(self, reason: str) -> None:
+        if self.finished:
+            return
+        if self._response_started:
+            # Part of the answer is already with the client: all we can do is cut it short.
+            self._finish(self._response_status, close_client=True)
+        elif self._can_retry():
+            # A kept-alive connection the model server closed while idle: the request never
+            # reached it and we hold the whole body, so it is sent once more on a new one.
+            self._upstream = None
+            self._upstream_reused = False
+            self._pending_body = [bytes(self._request_capture)] if self._request_capture else []
+            self.server.spawn(self._connect())
+        else:
+            self._answer_error(502, reason)
+
+    def _can_retry(self) -> bool:
+        return self._upstream_reused and self.request_complete and not self._request_truncated
+
+    def _timed_out(self) -> None:
+        self._drop_upstream()
+        if self._response_started:
+            self._finish(self._response_status, close_client=True)
+        else:
+            self._answer_error(504, "model server did not answer in time")
+
+    def _drop_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.exchange = None
+            self._upstream.close()
+
+    # --- the response, as the model server sends it ---
+    def response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep: bool) -> None:
+        self._response_started = True
+        self._response_status = status
+        self._upstream_keep_alive = keep
+        forwarded = http1.end_to_end(headers)
+        lines = [http1.status_line(status)]
+        has_length = has_request_id = False
+        for name, value in forwarded:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                has_length = True
+            elif lowered == b"content-type":
+                self._response_content_type = value.decode("latin-1")
+            elif lowered == b"x-request-id":
+                has_request_id = True
+            lines.append(name + b": " + value)
+        if not has_request_id:
+            lines.append(b"X-Request-Id: " + self.request_id.encode())
+        no_body = self.method == "HEAD" or status in (204, 304)
+        if not has_length and not no_body:
+            if self.client_http_11:
+                self._response_chunked = True
+                lines.append(b"Transfer-Encoding: chunked")
+            else:
+                self.client_keep_alive = False  # HTTP/1.0: the body ends when we close
+        if not self.client_keep_alive:
+            lines.append(b"Connection: close")
+        elif not self.client_http_11:
+            lines.append(b"Connection: keep-alive")
+        self.client.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        if self.method == "HEAD":
+            # llhttp would wait for the body a HEAD answer never has; this connection is done.
+            self._upstream_keep_alive = False
+            self.response_complete()
+
+    def response_body(self, chunk: bytes) -> None:
+        self._capture(chunk, response=True)
+        self.client.write(http1.chunk(chunk) if self._response_chunked else chunk)
+
+    def response_complete(self) -> None:
+        if self._response_chunked:
+            self.client.write(http1.LAST_CHUNK)
+        upstream = self._upstream
+        if upstream is not None:
+            if self._upstream_keep_alive and self.request_complete:
+                self.server.upstream.release(upstream)
+            else:
+                upstream.exchange = None
+                upstream.close()
+        self._finish(self._response_status, close_client=not self.client_keep_alive)
+
+    def client_lost(self) -> None:
+        if not self.finished:
+            self._drop_upstream()
+            self._finish(CLIENT_CLOSED_STATUS, close_client=True)
+
+    def _answer_error(self, status: int, reason: str) -> None:
+        if self.finished:
+            return
+        self._drop_upstream()
+        if not self.request_complete:
+            # Read the rest of the request first, so that its event is complete and the
+            # connection stays usable; the client is sending it anyway.
+            self._deferred_error = (status, reason)
+            self._pending_body.clear()
+            self._pending_bytes = 0
+            self.client.resume_reading()
+            return
+        self.server.metrics.upstream_errors.inc()
+        log.warning("%s %s -> %d: %s", self.method, self.url.decode("latin-1"), status, reason)
+        answer = http1.error_response(status, reason, self.request_id, self.client_keep_alive)
+        self._response_content_type = "application/json"
+        self._response_capture = bytearray(answer.split(b"\r\n\r\n", 1)[1])
+        self.client.write(answer)
+        self._finish(status, close_client=not self.client_keep_alive)
+
+    # --- the end: metrics, the response event, the next call on this connection ---
+    def _finish(self, status: int, close_client: bool) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self._timeout is not None:
+            self._timeout.cancel()
+        elapsed_s = time.perf_counter() - self.started
+        metrics = self.server.metrics
+        metrics.latency.observe(elapsed_s)
+        metrics.requests.labels(str(status)).inc()
+        if not self.logged:
+            metrics.sampled_out.inc()
+        elif self.server.builder.logs_responses:
+            record = self._call_record()
+            record.status_code = status
+            record.response_content_type = self._response_content_type
+            record.response_body = bytes(self._response_capture)
+            record.response_truncated = self._response_truncated
+            record.completed_at = datetime.now(UTC)
+            record.latency_ms = elapsed_s * 1000
+            self.server.sink.send(self.server.builder.response_event(record))
+        if self._request_truncated or self._response_truncated:
+            metrics.truncated.inc()
+        self.client.exchange_finished(self, close_client)
+
+    def _call_record(self) -> CallRecord:
+        content_type = next(
+            (v.decode("latin-1") for n, v in self.headers if n.lower() == b"content-type"), None
+        )
+        return CallRecord(
+            request_id=self.request_id,
+            method=self.method,
+            path=self.url.decode("latin-1"),
+            request_headers=self.headers,
+            request_content_type=content_type,
+            request_body=bytes(self._request_capture),
+            request_truncated=self._request_truncated,
+            received_at=self.received_at,
+        )
