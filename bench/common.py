@@ -32,13 +32,15 @@ def rss_bytes(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
 
 
-def start_logger(model_url: str, bootstrap: str, *extra: str) -> tuple[ServerProcess, str]:
+def start_logger(
+    model_url: str, bootstrap: str, *extra: str, spool: Path | None = None
+) -> tuple[ServerProcess, str]:
     port, admin_port = free_port(), free_port()
-    spool = tempfile.mkdtemp(prefix="infermon-bench-spool-")
+    spool = spool or Path(tempfile.mkdtemp(prefix="infermon-bench-spool-"))
     argv = [
         sys.executable, "-m", "infermon.cli", "logger", "--model-url", model_url,
         "--kafka-bootstrap", bootstrap, "--host", "127.0.0.1", "--port", str(port),
-        "--admin-port", str(admin_port), "--spool-dir", spool, "--topic", "bench.payloads",
+        "--admin-port", str(admin_port), "--spool-dir", str(spool), "--topic", "bench.payloads",
         *extra,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

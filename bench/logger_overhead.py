@@ -27,6 +27,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500, help="fixed request rate, calls/s")
     parser.add_argument("--duration-s", type=int, default=20, help="length of each run")
     parser.add_argument("--rounds", type=int, default=2, help="direct/logger pairs per test")
+    parser.add_argument(
+        "--workers", type=int, action="append",
+        help="hey workers sharing the rate: 1 spaces calls evenly; 10 sends them in bursts "
+        "of 10 (default: both)",
+    )  # fmt: skip
     parser.add_argument("--logger-arg", action="append", default=[], help="extra logger flag")
     args = parser.parse_args()
 
@@ -38,18 +43,21 @@ def main() -> None:
             print(f"warming up; {args.rounds} round(s) of {args.duration_s} s at {args.rate}/s")
             hey_fixed_rate(direct, args.rate, 3)
             hey_fixed_rate(proxied, args.rate, 3)
-            fixed_rate(direct, proxied, logger.pid, args)
+            for workers in args.workers or [1, 10]:
+                fixed_rate(direct, proxied, logger.pid, workers, args)
             saturation(direct, proxied, args)
         finally:
             logger.stop()
 
 
-def fixed_rate(direct: str, proxied: str, logger_pid: int, args: argparse.Namespace) -> None:
+def fixed_rate(
+    direct: str, proxied: str, logger_pid: int, workers: int, args: argparse.Namespace
+) -> None:
     direct_runs, logged_runs, cpu_per_call_us = [], [], []
     for _ in range(args.rounds):
-        direct_runs.append(hey_fixed_rate(direct, args.rate, args.duration_s))
+        direct_runs.append(hey_fixed_rate(direct, args.rate, args.duration_s, workers))
         cpu_before = cpu_seconds(logger_pid)
-        run = hey_fixed_rate(proxied, args.rate, args.duration_s)
+        run = hey_fixed_rate(proxied, args.rate, args.duration_s, workers)
         cpu_per_call_us.append((cpu_seconds(logger_pid) - cpu_before) / run.calls * 1e6)
         logged_runs.append(run)
     d50 = statistics.median(r.p50_ms for r in direct_runs)
@@ -57,7 +65,8 @@ def fixed_rate(direct: str, proxied: str, logger_pid: int, args: argparse.Namesp
     l50 = statistics.median(r.p50_ms for r in logged_runs)
     l99 = statistics.median(r.p99_ms for r in logged_runs)
     errors = sum(r.errors for r in direct_runs + logged_runs)
-    print(f"\nfixed rate {args.rate}/s, median of {args.rounds} runs of {args.duration_s} s")
+    print(f"\nfixed rate {args.rate}/s from {workers} hey worker(s), "
+          f"median of {args.rounds} runs of {args.duration_s} s")  # fmt: skip
     print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'direct':24}{d50:>10.3f}{d99:>10.3f}")
     print(f"{'through the logger':24}{l50:>10.3f}{l99:>10.3f}")
