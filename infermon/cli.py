@@ -12,7 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("infermon.up", "everything on this machine: embedded broker, logger, ingest"),
     "logger": ("logger.sidecar", "sidecar reverse proxy that logs payload CloudEvents to Kafka"),
     "ingest": ("logger.ingest", "HTTP CloudEvents receiver (KServe logger.url) to Kafka"),
-    "trigger": ("logger.trigger", "Kafka-triggered inference: requests from a topic, answers to one"),
+    "trigger": ("logger.trigger", "inference for requests on a Kafka topic, answers to another"),
     "monitor": ("monitor.service", "consume payload events into the SQL store"),
     "stats": ("monitor.stats", "print what the store holds, as JSON"),
     "db": ("monitor.migrations", "database schema: `infermon db upgrade`"),
