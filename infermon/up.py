@@ -20,6 +20,7 @@ from infermon.settings import InfermonSettings, load_settings
 
 BROKER_START_TIMEOUT_S = 20.0
 CHILD_STOP_TIMEOUT_S = 30.0
+BROKER_STOP_TIMEOUT_S = 3.0
 
 
 class UpSettings(InfermonSettings):
@@ -72,9 +73,11 @@ def _component(command: str, settings: UpSettings, bootstrap: str, *args: str) -
 def main(argv: Sequence[str]) -> int:
     settings = load_settings(UpSettings, argv, "infermon up")
     children: list[subprocess.Popen[bytes]] = []
+    broker = None
     bootstrap = settings.kafka_bootstrap
     if not bootstrap:
-        children.append(start_embedded_broker(settings.broker_port))
+        broker = start_embedded_broker(settings.broker_port)
+        children.append(broker)
         bootstrap = f"127.0.0.1:{settings.broker_port}"
     children.append(subprocess.Popen(_component(
         "logger", settings, bootstrap, "--model-url", settings.model_url,
@@ -102,8 +105,11 @@ def main(argv: Sequence[str]) -> int:
     for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
+            # The broker keeps nothing on disk, and tansu may ignore SIGTERM while clients
+            # are connected: it gets a short grace, the components a long one to flush.
+            grace_s = BROKER_STOP_TIMEOUT_S if child is broker else CHILD_STOP_TIMEOUT_S
             try:
-                child.wait(CHILD_STOP_TIMEOUT_S)
+                child.wait(grace_s)
             except subprocess.TimeoutExpired:
                 child.kill()
     return 0 if stopping else 1

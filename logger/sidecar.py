@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 
 import uvloop
@@ -18,11 +19,11 @@ from logger.settings import LoggerSettings
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: LoggerSettings) -> None:
+async def serve(settings: LoggerSettings, upstream: Upstream, builder: EventBuilder) -> None:
     runtime = SinkRuntime(settings)
     proxy = ProxyServer(
-        upstream=Upstream(settings.model_url),
-        builder=EventBuilder(settings),
+        upstream=upstream,
+        builder=builder,
         sink=runtime.sink,
         metrics=ProxyMetrics(runtime.registry),
         max_payload_bytes=settings.max_payload_bytes,
@@ -55,6 +56,11 @@ async def serve(settings: LoggerSettings) -> None:
 
 def main(argv: Sequence[str]) -> int:
     settings = load_settings(LoggerSettings, argv, "infermon logger")
+    try:
+        upstream, builder = Upstream(settings.model_url), EventBuilder(settings)
+    except ValueError as error:  # a bad --model-url or --redact, said plainly
+        print(f"infermon logger: {error}", file=sys.stderr)
+        return 2
     configure_logging()
-    uvloop.run(serve(settings))
+    uvloop.run(serve(settings, upstream, builder))
     return 0
