@@ -21,7 +21,7 @@ from starlette.routing import Route
 from infermon import events
 from infermon.events import CloudEvent, InvalidEventError
 from infermon.settings import load_settings
-from logger.admin import embedded_server
+from infermon.admin import embedded_server
 from logger.metrics import IngestMetrics
 from logger.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
 from logger.settings import IngestSettings

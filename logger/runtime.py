@@ -8,7 +8,7 @@ import signal
 
 from prometheus_client import CollectorRegistry
 
-from logger.admin import admin_app, embedded_server
+from infermon.admin import admin_app, embedded_server
 from logger.metrics import SinkMetrics
 from logger.settings import SinkSettings
 from logger.sink import EventSink

@@ -1,0 +1,44 @@
+"""Prometheus metrics of the monitor's consumer."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class MonitorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.consumed = Counter(
+            "infermon_monitor_records_consumed", "Kafka records read", registry=registry
+        )
+        self.stored = Counter(
+            "infermon_monitor_events_stored", "events new to the store", registry=registry
+        )
+        self.duplicates = Counter(
+            "infermon_monitor_events_duplicate",
+            "events already stored (a replay after a crash or rebalance)",
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "infermon_monitor_dead_letters",
+            "records that are not valid CloudEvents, sent to the dead-letter topic",
+            registry=registry,
+        )
+        self.retries = Counter(
+            "infermon_monitor_write_retries",
+            "batch writes retried because the database or Kafka was unavailable",
+            registry=registry,
+        )
+        self.orphans = Counter(
+            "infermon_monitor_orphans_marked", "requests marked orphaned", registry=registry
+        )
+        self.purged = Counter(
+            "infermon_monitor_rows_purged", "rows removed by retention", registry=registry
+        )
+        self.batch_seconds = Histogram(
+            "infermon_monitor_batch_seconds",
+            "time to decode and store one batch",
+            buckets=BATCH_SECONDS_BUCKETS,
+            registry=registry,
+        )

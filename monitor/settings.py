@@ -1,0 +1,33 @@
+"""Settings of `infermon monitor`, the consumer that fills the store."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from infermon.settings import KafkaSettings
+
+
+class MonitorSettings(KafkaSettings):
+    topic: str = Field("infermon.payloads", description="topic of payload events to consume")
+    group: str = Field("infermon-monitor", description="Kafka consumer group")
+    database_url: str = Field(
+        "sqlite:///infermon.db",
+        description="SQLAlchemy URL (postgresql+psycopg://... for PostgreSQL)",
+    )
+    dlq_topic: str = Field("", description="dead-letter topic; default <topic>.dlq")
+    batch_max_events: int = Field(5000, gt=0, description="events written per transaction, at most")
+    batch_max_wait_ms: int = Field(200, gt=0, description="longest wait to fill a batch")
+    max_event_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="records above this go to the dead-letter topic"
+    )
+    orphan_timeout_s: float = Field(
+        300.0, gt=0, description="a request with no response after this is marked orphaned"
+    )
+    retention_days: float = Field(0.0, ge=0, description="delete data older than this; 0: keep")
+    session_timeout_ms: int = Field(45_000, gt=0, description="consumer group session timeout")
+    admin_host: str = Field("0.0.0.0", description="address of the metrics and health port")
+    admin_port: int = Field(9094, description="port for /metrics, /healthz and /readyz; 0: none")
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or f"{self.topic}.dlq"
