@@ -19,9 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from infermon import events
+from infermon.admin import embedded_server
 from infermon.events import CloudEvent, InvalidEventError
 from infermon.settings import load_settings
-from infermon.admin import embedded_server
 from logger.metrics import IngestMetrics
 from logger.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
 from logger.settings import IngestSettings
