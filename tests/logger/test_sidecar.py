@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from datetime import datetime
 
 import httpx
@@ -14,6 +15,7 @@ from cloudevents.core.formats.json import JSONFormat
 from infermon import events
 from tests.fixtures.broker import read_all
 from tests.fixtures.factories import TopicFactory
+from tests.fixtures.infermon_process import InfermonProcess
 from tests.fixtures.kcat import kcat_environment
 from tests.fixtures.processes import free_port
 from tests.fixtures.toy_model_server import ToyModelServer
@@ -23,25 +25,37 @@ from tests.logger.events_on_kafka import by_type, logged_events
 KSERVE_EXTENSIONS = ("inferenceservicename", "namespace", "component", "endpoint", "metadata")
 
 
-def start_logger(
-    start_infermon: StartInfermon, bootstrap: str, topic: str, model_url: str, *extra: str
-):
-    return start_infermon(
-        "logger",
-        "--model-url", model_url, "--kafka-bootstrap", bootstrap, "--topic", topic,
-        "--inference-service", "iris", "--namespace", "prod", *extra,
-    )  # fmt: skip
+ToyLogger = Callable[..., tuple[InfermonProcess, str]]
 
 
-def test_v1_call_gives_request_and_response_events_attribute_for_attribute(
+@pytest.fixture
+def toy_logger(
     start_infermon: StartInfermon,
     kafka_bootstrap: str,
     new_topic: TopicFactory,
     toy_model_server: ToyModelServer,
+) -> ToyLogger:
+    """`toy_logger(*flags, model_url=None)`: a logger in front of the toy model server, logging
+    to a new topic; returns (logger, topic)."""
+
+    def start(*extra: str, model_url: str | None = None) -> tuple[InfermonProcess, str]:
+        topic = new_topic()
+        logger = start_infermon(
+            "logger",
+            "--model-url", model_url or toy_model_server.url, "--kafka-bootstrap",
+            kafka_bootstrap, "--topic", topic, "--inference-service", "iris",
+            "--namespace", "prod", *extra,
+        )  # fmt: skip
+        return logger, topic
+
+    return start
+
+
+def test_v1_call_gives_request_and_response_events_attribute_for_attribute(
+    toy_logger: ToyLogger,
+    kafka_bootstrap: str,
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(
-        start_infermon, kafka_bootstrap, topic, toy_model_server.url,
+    logger, topic = toy_logger(
         "--metadata-headers", "x-request-id,X-B3-TRACEID", "--annotations", "team=fraud",
     )  # fmt: skip
     body = b'{"instances": [[1, 2], [3, 4]]}'
@@ -89,13 +103,10 @@ def test_v1_call_gives_request_and_response_events_attribute_for_attribute(
 
 
 def test_events_are_readable_by_the_cloudevents_sdk(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    logger, topic = toy_logger()
     httpx.post(f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]})
     for logged in logged_events(kafka_bootstrap, topic, 2):
         message = ce_kafka.KafkaMessage(headers=logged.headers, key=logged.key, value=logged.value)
@@ -106,13 +117,10 @@ def test_events_are_readable_by_the_cloudevents_sdk(
 
 
 def test_v2_call_gives_two_events_with_protocol_and_model(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    logger, topic = toy_logger()
     request_body = {
         "id": "v2-call",
         "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}],
@@ -132,13 +140,10 @@ def test_v2_call_gives_two_events_with_protocol_and_model(
 
 
 def test_ce_id_is_used_when_no_request_id_is_sent(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    logger, topic = toy_logger()
     response = httpx.post(
         f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]},
         headers={"Ce-Id": "partition:0/offset:7"},
@@ -152,17 +157,12 @@ def test_ce_id_is_used_when_no_request_id_is_sent(
 @pytest.mark.parametrize(("mode", "expected_types"), [("request", {"request"}),
                                                        ("response", {"response"})])  # fmt: skip
 def test_mode_selects_which_events_are_logged(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
     mode: str,
     expected_types: set[str],
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(
-        start_infermon, kafka_bootstrap, topic, toy_model_server.url, "--mode", mode
-    )
+    logger, topic = toy_logger("--mode", mode)
     for _ in range(3):
         assert httpx.post(f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]}).is_success
     logged = logged_events(kafka_bootstrap, topic, 3)
@@ -170,15 +170,10 @@ def test_mode_selects_which_events_are_logged(
 
 
 def test_sampling_keeps_request_and_response_together(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(
-        start_infermon, kafka_bootstrap, topic, toy_model_server.url, "--sample-rate", "0.5"
-    )
+    logger, topic = toy_logger("--sample-rate", "0.5")
     calls = 60
     with httpx.Client() as client:
         for _ in range(calls):
@@ -193,14 +188,10 @@ def test_sampling_keeps_request_and_response_together(
 
 
 def test_redaction_hides_values_in_events_but_not_from_the_client(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(
-        start_infermon, kafka_bootstrap, topic, toy_model_server.url,
+    logger, topic = toy_logger(
         "--redact", "$.instances[*].ssn,$.predictions",
     )  # fmt: skip
     body = {"instances": [{"ssn": 123456789, "age": 40}, {"ssn": 987654321, "age": 30}]}
@@ -214,15 +205,10 @@ def test_redaction_hides_values_in_events_but_not_from_the_client(
 
 
 def test_size_cap_truncates_events_not_the_response(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(
-        start_infermon, kafka_bootstrap, topic, toy_model_server.url, "--max-payload-bytes", "100"
-    )
+    logger, topic = toy_logger("--max-payload-bytes", "100")
     body = bytes(range(256)) * 40
     response = httpx.post(
         f"{logger.url}/echo", content=body, headers={"content-type": "application/octet-stream"}
@@ -235,13 +221,10 @@ def test_size_cap_truncates_events_not_the_response(
 
 
 def test_large_bodies_stream_through_unchanged_both_ways(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    logger, topic = toy_logger()
     upload = bytes(range(256)) * (20 * 1024 * 1024 // 256)
 
     def chunks():
@@ -265,13 +248,10 @@ def test_large_bodies_stream_through_unchanged_both_ways(
 
 
 def test_non_200_responses_are_logged_with_their_status(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    logger, topic = toy_logger()
     failed = httpx.post(f"{logger.url}/v1/models/fail:predict", json={"instances": [[1]]})
     assert failed.status_code == 500
     assert failed.json() == {"error": "model failed"}
@@ -281,10 +261,9 @@ def test_non_200_responses_are_logged_with_their_status(
 
 
 def test_unreachable_model_server_gives_502_and_is_logged(
-    start_infermon: StartInfermon, kafka_bootstrap: str, new_topic: TopicFactory
+    toy_logger: ToyLogger, kafka_bootstrap: str
 ) -> None:
-    topic = new_topic()
-    logger = start_logger(start_infermon, kafka_bootstrap, topic, f"http://127.0.0.1:{free_port()}")
+    logger, topic = toy_logger(model_url=f"http://127.0.0.1:{free_port()}")
     response = httpx.post(f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]})
     assert response.status_code == 502
     assert "unreachable" in response.json()["error"]
@@ -294,17 +273,14 @@ def test_unreachable_model_server_gives_502_and_is_logged(
 
 
 def test_kcat_reads_the_events(
-    start_infermon: StartInfermon,
+    toy_logger: ToyLogger,
     kafka_bootstrap: str,
-    new_topic: TopicFactory,
-    toy_model_server: ToyModelServer,
 ) -> None:
     found = kcat_environment(kafka_bootstrap)
     if isinstance(found, str):
         pytest.skip(found)
     kcat, kcat_env = found
-    topic = new_topic()
-    logger = start_logger(start_infermon, kafka_bootstrap, topic, toy_model_server.url)
+    logger, topic = toy_logger()
     httpx.post(
         f"{logger.url}/v1/models/m:predict", json={"instances": [[5]]},
         headers={"X-Request-Id": "kcat-1"},
