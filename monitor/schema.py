@@ -1,0 +1,160 @@
+"""The store's tables, as SQLAlchemy Core. Migration 0001 creates exactly these.
+
+- `events`: every CloudEvent once, whole, keyed by (source, event_id, type): KServe gives a
+  call's request and response the same id, so the type is part of the key.
+- `inferences`: one row per request id, merged from its request and response in any order.
+- `instances`: one row per batch row of an inference: the request's features beside the
+  response's prediction, paired by row index.
+- `dead_letters`: Kafka records that were not valid CloudEvents, keyed by where they were.
+
+`time` in events, inferences and instances is never NULL, so that it can be indexed and
+sorted: the CloudEvent's time (for an inference and its instances, the request's, else the
+response's), or the time it was stored when the event carries none.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Explicit constraint names keep migrations identical on PostgreSQL and SQLite.
+metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def sqlite_time_text(moment: datetime) -> str:
+    """The text SQLAlchemy's SQLite DATETIME stores; fixed width, so it sorts like the time."""
+    if moment.tzinfo is not UTC:
+        moment = as_utc(moment)
+    return moment.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out: timestamptz on PostgreSQL, UTC text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return as_utc(value).replace(tzinfo=None)
+        return as_utc(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+events = Table(
+    "events",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("type", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # request, response or other
+    Column("request_id", Text, nullable=False),
+    Column("model", Text),
+    Column("time", UtcDateTime, nullable=False),  # ce time, else stored_at
+    Column("stored_at", UtcDateTime, nullable=False),
+    Column("content_type", Text),
+    Column("attributes", JSON, nullable=False),  # every CloudEvent attribute, as text
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_bytes", Integer, nullable=False),
+    Column("payload_kind", Text, nullable=False),
+    Column("parse_error", Text),
+    Column("truncated", Boolean, nullable=False),
+    Column("kafka_topic", Text, nullable=False),
+    Column("kafka_partition", Integer, nullable=False),
+    Column("kafka_offset", BigInteger, nullable=False),
+    Index("ix_events_request_id", "request_id"),  # an inference's payloads
+    Index("ix_events_time", "time"),  # retention
+)
+
+inferences = Table(
+    "inferences",
+    metadata,
+    Column("request_id", Text, primary_key=True),
+    Column("model", Text),
+    Column("namespace", Text),
+    Column("inference_service", Text),
+    Column("component", Text),
+    Column("protocol", Text),
+    Column("time", UtcDateTime, nullable=False),  # request time, else response time
+    Column("request_time", UtcDateTime),
+    Column("response_time", UtcDateTime),
+    Column("latency_ms", Float),  # the response's latencyms, else response - request time
+    Column("status_code", Integer),
+    Column("batch_size", Integer),  # request_rows, else response_rows
+    Column("request_rows", Integer),
+    Column("response_rows", Integer),
+    Column("batch_size_mismatch", Boolean, nullable=False),
+    Column("has_request", Boolean, nullable=False),
+    Column("has_response", Boolean, nullable=False),
+    Column("orphaned", Boolean, nullable=False),  # a request whose response never came
+    Column("request_payload_kind", Text),
+    Column("response_payload_kind", Text),
+    Index("ix_inferences_time", "time"),  # all models' latest; retention
+)
+Index("ix_inferences_model_time", inferences.c.model, inferences.c.time.desc())
+# Only requests still waiting for their response: keeps the orphan sweep cheap.
+AWAITING_RESPONSE = "has_request AND NOT has_response AND NOT orphaned"
+Index(
+    "ix_inferences_awaiting_response",
+    inferences.c.time,
+    postgresql_where=text(AWAITING_RESPONSE),
+    sqlite_where=text(AWAITING_RESPONSE),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("request_id", Text, primary_key=True),
+    Column("row_index", Integer, primary_key=True),
+    Column("model", Text),
+    Column("time", UtcDateTime, nullable=False),  # request time, else response time
+    Column("features", JSON),  # the request's row, a JSON object
+    Column("prediction", JSON),  # the response's row, a JSON object
+)
+Index("ix_instances_model_time", instances.c.model, instances.c.time.desc())
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("kafka_topic", Text, primary_key=True),
+    Column("kafka_partition", Integer, primary_key=True),
+    Column("kafka_offset", BigInteger, primary_key=True),
+    Column("key", LargeBinary),
+    Column("value", LargeBinary),
+    # [{"name": ..., "text": ...} or {"name": ..., "base64": ...} or {"name": ..., "text": null}]
+    Column("headers", JSON, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("error_class", Text, nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Index("ix_dead_letters_stored_at", "stored_at"),
+)

@@ -1,0 +1,64 @@
+"""Running `infermon monitor` against a real broker and database, and waiting on the store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from monitor.store import Store
+from tests.fixtures.processes import REPO_ROOT, ServerProcess, free_port, http_ok
+from tests.fixtures.prometheus import scrape
+
+# Low group timeouts: a join takes ~3 s on tansu instead of ~23 s (test-broker.md).
+TEST_GROUP_FLAGS = ("--session-timeout-ms", "6000", "--kafka-config", "max.poll.interval.ms=10000")
+
+
+class MonitorProcess:
+    """`infermon monitor` as a child process, with its admin port."""
+
+    def __init__(self, argv: list[str], admin_port: int) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        self.process = ServerProcess("infermon-monitor", argv, cwd=REPO_ROOT, env=env)
+        self.admin_url = f"http://127.0.0.1:{admin_port}"
+        self.process.wait_until(lambda: http_ok(f"{self.admin_url}/readyz"), 30, "readiness")
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(f"{self.admin_url}/metrics")
+
+    def running(self) -> bool:
+        return self.process.running()
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        self.process.kill(sig)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_monitor(
+    bootstrap: str, topic: str, database_url: str, *extra: str, group: str = "test-monitor"
+) -> MonitorProcess:
+    admin_port = free_port()
+    argv = [
+        sys.executable, "-m", "infermon.cli", "monitor", "--kafka-bootstrap", bootstrap,
+        "--topic", topic, "--group", group, "--database-url", database_url,
+        "--admin-host", "127.0.0.1", "--admin-port", str(admin_port), *TEST_GROUP_FLAGS, *extra,
+    ]  # fmt: skip
+    return MonitorProcess(argv, admin_port)
+
+
+def wait_for_stats(
+    store: Store, done: Callable[[dict[str, Any]], bool], timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """The store's stats once `done(stats)` holds; the last stats in the assertion otherwise."""
+    deadline = time.monotonic() + timeout_s
+    stats = store.stats()
+    while not done(stats):
+        assert time.monotonic() < deadline, f"store did not get there in {timeout_s} s: {stats}"
+        time.sleep(0.5)
+        stats = store.stats()
+    return stats
