@@ -73,7 +73,8 @@ def start_monitor(bootstrap: str, topic: str, database_url: str, group: str) -> 
     argv = [sys.executable, "-m", "infermon.cli", "monitor", "--kafka-bootstrap", bootstrap,
             "--topic", topic, "--group", group, "--database-url", database_url,
             "--admin-host", "127.0.0.1", "--admin-port", str(admin_port),
-            "--session-timeout-ms", "6000", "--kafka-config", "max.poll.interval.ms=30000"]  # fmt: skip
+            "--session-timeout-ms", "6000",
+            "--kafka-config", "max.poll.interval.ms=30000"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = ServerProcess("bench-monitor", argv, cwd=REPO_ROOT, env=env)
     ready = f"http://127.0.0.1:{admin_port}/readyz"
