@@ -82,9 +82,9 @@ def _database_errors_as_store_errors() -> Iterator[None]:
         raise StoreError(f"database error: {error}") from error
 
 
-# Events merged in Python and sent per statement. SQLite runs ~8% faster in sub-batches of
-# 500 (its and Python's working sets stay in cache); PostgreSQL pays ~15% more server CPU
-# per event for each extra round of statements. Measured with bench/monitor_store.py.
+# Events merged in Python and sent per round of statements. SQLite runs ~8% faster in
+# sub-batches of 500 than of 5,000 (its and Python's working sets stay in cache); PostgreSQL
+# spends ~15% more server CPU per event at 1,000 than at 5,000. bench/monitor_store.py.
 # (Building the next sub-batch in a thread while the database stores one does not pay off:
 # the GIL passes between the threads only every switch interval, 5 ms.)
 SUB_BATCH_EVENTS = {"sqlite": 500, "postgresql": 5000}
@@ -100,6 +100,7 @@ class _Tally:
     instances: set[tuple[str, int]] = field(default_factory=set)
 
     def count_keys(self, rows: BatchRows) -> None:
+        # Sets: a call split across sub-batches is one inference touched, not two.
         self.calls.update(row[0] for row in rows.inferences)
         self.instances.update((row[0], row[1]) for row in rows.instances)
 

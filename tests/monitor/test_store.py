@@ -380,3 +380,19 @@ def test_two_writers_storing_the_same_batch_at_once(database_url: str, tmp_path:
         assert sum(result.events_new for result in results) == 600
         assert without(table_rows(first, "instances"), "time") == expected
         assert first.stats()["inferences"] == 300
+
+
+def test_two_writers_pairing_the_same_calls_in_opposite_orders(database_url: str) -> None:
+    """Seldon's events have no Kafka key: a call's request and response can reach two
+    consumers, whose upserts of the same inferences must wait for each other, not deadlock."""
+    ids = [f"call-{n:04d}" for n in range(5000)]  # enough to deadlock without key order
+    requests = [request(call_id, None) for call_id in ids]
+    responses = [response(call_id, None) for call_id in reversed(ids)]
+    with Store(database_url) as first, Store(database_url) as second:
+        first.upgrade()
+        with ThreadPoolExecutor(2) as pool:
+            jobs = [pool.submit(first.write, requests), pool.submit(second.write, responses)]
+            assert [job.result().events_new for job in jobs] == [5000, 5000]
+
+        rows = table_rows(first, "inferences")
+        assert len(rows) == 5000 and all(r["has_request"] and r["has_response"] for r in rows)

@@ -70,9 +70,6 @@ class _Outage:
     def close(self) -> None:
         if self._proxy is not None:
             self._proxy.close()
-            # CuttableTcpProxy.close() stops its event loop but leaves it open, which
-            # surfaces later as an unraisable ResourceWarning; until it closes it itself:
-            self._proxy._loop.close()
         if self._lock is not None:
             self._lock.close()
 

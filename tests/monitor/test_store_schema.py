@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, inspect, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import event, inspect
 
-from monitor import migrations, stats, store_read
-from monitor.schema import inferences, metadata
+from monitor import migrations, stats
+from monitor.schema import metadata
 from monitor.store import Store, StoreError
 from monitor.store_engine import UnsupportedDatabaseError, normalise_url
 from tests.monitor.store_helpers import T0, call, unreachable_postgresql_url
@@ -32,42 +31,34 @@ def test_upgrade_creates_exactly_the_schema_and_is_idempotent(database_url: str)
         assert context.get_current_revision() == "0001"
         tables = set(inspect(connection).get_table_names())
     assert tables == {"events", "inferences", "instances", "dead_letters", "alembic_version"}
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.connect() as connection:
+            definition = connection.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_events_time'"
+            ).scalar()
+        assert "USING brin" in str(definition)
     store.close()
 
 
 def test_the_hot_queries_use_their_indexes(database_url: str) -> None:
     store = Store(database_url)
     store.upgrade()
-    sweeps = _statements_of(store, lambda: store.mark_orphans(T0))
-    with store.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")  # the tables are empty
-        by_model = select(inferences).where(inferences.c.model == "iris")
-        newest = select(inferences).order_by(inferences.c.time.desc()).limit(50)
-        queries = {
-            "ix_instances_model_time": (
-                store_read._LATEST_INSTANCES[connection.dialect.name],
-                ("iris", 10_000),
-            ),
-            "ix_inferences_model_time": _compiled(
-                connection, by_model.order_by(inferences.c.time.desc()).limit(50)
-            ),
-            "ix_inferences_time": _compiled(connection, newest),
-            # The orphan sweep runs every few seconds; it must see only calls still waiting.
-            "ix_inferences_awaiting_response": sweeps[0],
-        }
-        explain = "EXPLAIN QUERY PLAN" if connection.dialect.name == "sqlite" else "EXPLAIN"
-        for index, (statement, parameters) in queries.items():
+    queries = {
+        "ix_instances_model_time": lambda: store.latest_instances("iris"),
+        "ix_inferences_model_time": lambda: store.latest_inferences(model="iris"),
+        "ix_inferences_time": lambda: store.latest_inferences(),
+        # The orphan sweep runs every few seconds; it must see only calls still waiting.
+        "ix_inferences_awaiting_response": lambda: store.mark_orphans(T0),
+    }
+    for index, query in queries.items():
+        [(statement, parameters)] = _statements_of(store, query)
+        with store.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET LOCAL enable_seqscan = off")  # empty tables
+            explain = "EXPLAIN QUERY PLAN" if connection.dialect.name == "sqlite" else "EXPLAIN"
             plan = connection.exec_driver_sql(f"{explain} {statement}", parameters).all()
-            assert index in str(plan), (statement, plan)
+        assert index in str(plan), (statement, plan)
     store.close()
-
-
-def _compiled(connection: Connection, statement: Any) -> tuple[str, Any]:
-    compiled = statement.compile(connection)
-    if compiled.positiontup:  # SQLite's qmark style: parameters by position
-        return str(compiled), tuple(compiled.params[name] for name in compiled.positiontup)
-    return str(compiled), compiled.params
 
 
 def _statements_of(store: Store, action: Callable[[], object]) -> list[tuple[str, Any]]:

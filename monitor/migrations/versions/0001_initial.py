@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("source", "event_id", "type", name="pk_events"),
     )
     op.create_index("ix_events_request_id", "events", ["request_id"])
-    op.create_index("ix_events_time", "events", ["time"])
+    op.create_index("ix_events_time", "events", ["time"], postgresql_using="brin")
 
     op.create_table(
         "inferences",
