@@ -29,7 +29,7 @@ def test_top_level_help_lists_every_command() -> None:
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["logger", "ingest", "up"])
+@pytest.mark.parametrize("command", ["logger", "ingest", "trigger", "monitor", "up"])
 def test_each_command_has_help(command: str) -> None:
     result = run_cli(command, "--help")
     assert result.returncode == 0, result.stderr
