@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from monitor.store import Store
-from tests.fixtures.processes import REPO_ROOT, ServerProcess, free_port, http_ok
-from tests.fixtures.prometheus import scrape
+from tests.fixtures.infermon_process import AdminProcess
+from tests.fixtures.processes import free_port
 
 # Low group timeouts: a join takes ~3 s on tansu instead of ~23 s (test-broker.md).
 TEST_GROUP_FLAGS = ("--session-timeout-ms", "6000", "--kafka-config", "max.poll.interval.ms=10000")
 
 
-class MonitorProcess:
+class MonitorProcess(AdminProcess):
     """`infermon monitor` as a child process, with its admin port."""
 
     def __init__(self, argv: list[str], admin_port: int) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        self.process = ServerProcess("infermon-monitor", argv, cwd=REPO_ROOT, env=env)
-        self.admin_url = f"http://127.0.0.1:{admin_port}"
-        self.process.wait_until(lambda: http_ok(f"{self.admin_url}/readyz"), 30, "readiness")
-
-    def metrics(self) -> dict[str, float]:
-        return scrape(f"{self.admin_url}/metrics")
-
-    def running(self) -> bool:
-        return self.process.running()
-
-    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        self.process.kill(sig)
-
-    def stop(self) -> None:
-        self.process.stop()
+        super().__init__("infermon-monitor", argv, admin_port, {})
+        self.wait_ready()
 
 
 def start_monitor(
