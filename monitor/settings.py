@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from infermon.settings import KafkaSettings
+from infermon.settings import InfermonSettings, KafkaSettings
 
 
-class MonitorSettings(KafkaSettings):
-    topic: str = Field("infermon.payloads", description="topic of payload events to consume")
-    group: str = Field("infermon-monitor", description="Kafka consumer group")
+class DatabaseSettings(InfermonSettings):
+    """The store's address, shared by `infermon monitor`, `infermon db` and `infermon stats`."""
+
     database_url: str = Field(
         "sqlite:///infermon.db",
         description="SQLAlchemy URL (postgresql+psycopg://... for PostgreSQL)",
     )
+
+
+class MonitorSettings(KafkaSettings, DatabaseSettings):
+    topic: str = Field("infermon.payloads", description="topic of payload events to consume")
+    group: str = Field("infermon-monitor", description="Kafka consumer group")
     dlq_topic: str = Field("", description="dead-letter topic; default <topic>.dlq")
     batch_max_events: int = Field(5000, gt=0, description="events written per transaction, at most")
     batch_max_wait_ms: int = Field(200, gt=0, description="longest wait to fill a batch")

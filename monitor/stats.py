@@ -6,17 +6,13 @@ import json
 import sys
 from collections.abc import Sequence
 
-from pydantic import Field
-
-from infermon.settings import InfermonSettings, load_settings
+from infermon.settings import load_settings
+from monitor.settings import DatabaseSettings
 from monitor.store import Store, StoreError
 
 
-class StatsSettings(InfermonSettings):
-    database_url: str = Field(
-        "sqlite:///infermon.db",
-        description="SQLAlchemy URL (postgresql+psycopg://... for PostgreSQL)",
-    )
+class StatsSettings(DatabaseSettings):
+    """Print what the store holds, as JSON: row counts in total and per model."""
 
 
 def main(argv: Sequence[str]) -> int:

@@ -20,7 +20,8 @@ from pydantic_settings import CliPositionalArg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from infermon.settings import InfermonSettings, load_settings
+from infermon.settings import load_settings
+from monitor.settings import DatabaseSettings
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 # Any fixed number: concurrent upgrades (several consumers starting at once) take turns.
@@ -41,13 +42,9 @@ def upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
 
 
-class DbSettings(InfermonSettings):
+class DbSettings(DatabaseSettings):
     command: CliPositionalArg[Literal["upgrade"]] = Field(
         description="upgrade: migrate the schema to the newest revision"
-    )
-    database_url: str = Field(
-        "sqlite:///infermon.db",
-        description="SQLAlchemy URL (postgresql+psycopg://... for PostgreSQL)",
     )
 
 
