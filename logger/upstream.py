@@ -45,6 +45,9 @@ class Upstream:
         if connection.closed or len(self._idle) >= MAX_IDLE_CONNECTIONS:
             connection.close()
         else:
+            # The last chunk of a response can fill the client's buffer and pause this
+            # connection's reading after the call is over; an idle connection must read again.
+            connection.set_reading(paused=False)
             self._idle.append(connection)
 
     def close(self) -> None:
