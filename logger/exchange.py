@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from infermon.events import KafkaRecord
 from logger import http1
 from logger.capture import CallRecord
 from logger.upstream import UpstreamConnection
@@ -63,6 +64,10 @@ class Exchange:
         self._response_truncated = False
         self._timeout: asyncio.TimerHandle | None = None
         self._deferred_error: tuple[int, str] | None = None
+        self._record: CallRecord | None = None  # built for the events, off the call's path
+        self._status = 0
+        self._completed_at: datetime | None = None
+        self._elapsed_s = 0.0
 
     # --- the request, as the client sends it ---
     def headers_complete(self, parser: httptools.HttpRequestParser) -> None:
@@ -100,7 +105,7 @@ class Exchange:
         if self._upstream is not None and self.request_chunked and not self.finished:
             self._upstream.write(http1.LAST_CHUNK)
         if self.logged and self.server.builder.logs_requests:
-            self.server.sink.send(self.server.builder.request_event(self._call_record()))
+            self.server.sink.defer(self._request_event, len(self._request_capture))
         if self._deferred_error is not None:
             self._answer_error(*self._deferred_error)
 
@@ -289,23 +294,35 @@ class Exchange:
         if not self.logged:
             metrics.sampled_out.inc()
         elif self.server.builder.logs_responses:
-            record = self._call_record()
-            record.status_code = status
-            record.response_content_type = self._response_content_type
-            record.response_body = bytes(self._response_capture)
-            record.response_truncated = self._response_truncated
-            record.completed_at = datetime.now(UTC)
-            record.latency_ms = elapsed_s * 1000
-            self.server.sink.send(self.server.builder.response_event(record))
+            self._status = status
+            self._completed_at = datetime.now(UTC)
+            self._elapsed_s = elapsed_s
+            self.server.sink.defer(self._response_event, len(self._response_capture))
         if self._request_truncated or self._response_truncated:
             metrics.truncated.inc()
         self.client.exchange_finished(self, close_client)
 
+    # --- the events, built by the sink after the call, from what no longer changes ---
+    def _request_event(self) -> KafkaRecord:
+        return self.server.builder.request_event(self._call_record())
+
+    def _response_event(self) -> KafkaRecord:
+        record = self._call_record()
+        record.status_code = self._status
+        record.response_content_type = self._response_content_type
+        record.response_body = bytes(self._response_capture)
+        record.response_truncated = self._response_truncated
+        record.completed_at = self._completed_at
+        record.latency_ms = self._elapsed_s * 1000
+        return self.server.builder.response_event(record)
+
     def _call_record(self) -> CallRecord:
+        if self._record is not None:
+            return self._record
         content_type = next(
             (v.decode("latin-1") for n, v in self.headers if n.lower() == b"content-type"), None
         )
-        return CallRecord(
+        self._record = CallRecord(
             request_id=self.request_id,
             method=self.method,
             path=self.url.decode("latin-1"),
@@ -315,3 +332,4 @@ class Exchange:
             request_truncated=self._request_truncated,
             received_at=self.received_at,
         )
+        return self._record

@@ -3,8 +3,8 @@
 Chosen by measurement (BENCHMARKS.md): a general-purpose framework spent ~110 µs of CPU per
 proxied call before any logging; protocol callbacks with llhttp spend a fraction of that.
 Bodies stream both ways with flow control; only the first `max_payload_bytes` of each are
-kept for the events. Logging never delays the response: the response event is built after
-the last byte is written and handed to the non-blocking sink.
+kept for the events. Logging never delays the response: a call's events are deferred to the
+sink, which builds and produces them in batches on its own tick, after the answer is written.
 """
 
 from __future__ import annotations
