@@ -1,17 +1,22 @@
-"""Kafka to database through `infermon monitor`, beside the raw consume rate, in one run.
+"""Kafka to database through `infermon monitor`, beside both limits, in one run.
 
 Pre-produces logged calls (request + response events, 2-row v1 batches) to the embedded
-broker, then times: a bare consumer reading them all; one monitor process storing them
-(SQLite, then PostgreSQL); two monitor processes in one group storing them.
+broker, then times: a bare consumer reading them all (the consume limit); the same records'
+rows bulk-inserted into bare tables (the database's limit); one monitor process storing
+them (SQLite, then PostgreSQL); two monitor processes in one group storing them. Each
+monitor run is timed from its first stored event, by the monitors' own counters.
 
     python bench/monitor_throughput.py [--calls 50000] [--partitions 4]
+        [--databases sqlite,postgresql] [--processes 1,2] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -19,13 +24,17 @@ import uuid
 from pathlib import Path
 
 import psycopg
-from common import REPO_ROOT
+from common import REPO_ROOT, cpu_seconds
 from confluent_kafka import Consumer, Producer, TopicPartition
+from monitor_store import bare_insert_rate
 
 from infermon import events
+from monitor.service import DecodedBatch
 from monitor.store import Store
+from monitor.store_rows import BatchRows
 from tests.fixtures.broker import TansuBroker, create_topic
 from tests.fixtures.processes import ServerProcess, free_port, http_ok
+from tests.fixtures.prometheus import scrape
 
 POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -68,7 +77,10 @@ def raw_consume_rate(bootstrap: str, topic: str, partitions: int, expected: int)
     return expected / elapsed
 
 
-def start_monitor(bootstrap: str, topic: str, database_url: str, group: str) -> ServerProcess:
+def start_monitor(
+    bootstrap: str, topic: str, database_url: str, group: str
+) -> tuple[ServerProcess, str]:
+    """A monitor process, and the address of its metrics page."""
     admin_port = free_port()
     argv = [sys.executable, "-m", "infermon.cli", "monitor", "--kafka-bootstrap", bootstrap,
             "--topic", topic, "--group", group, "--database-url", database_url,
@@ -79,28 +91,66 @@ def start_monitor(bootstrap: str, topic: str, database_url: str, group: str) -> 
     process = ServerProcess("bench-monitor", argv, cwd=REPO_ROOT, env=env)
     ready = f"http://127.0.0.1:{admin_port}/readyz"
     process.wait_until(lambda: http_ok(ready), 30, "readiness")
-    return process
+    return process, f"http://127.0.0.1:{admin_port}/metrics"
+
+
+def stored_events(metrics_urls: list[str]) -> int:
+    """Events the monitors stored, from their own counters: far cheaper than counting rows,
+    which on SQLite scans the table and would take CPU from the run being measured."""
+    return int(sum(scrape(url)["infermon_monitor_events_stored_total"] for url in metrics_urls))
+
+
+def backend_pids(database_url: str) -> list[int]:
+    """The PostgreSQL server processes serving a database (none for SQLite)."""
+    if not database_url.startswith("postgresql"):
+        return []
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a backend that ended
+            total += cpu_seconds(pid)
+    return total
 
 
 def monitor_rate(
     bootstrap: str, topic: str, database_url: str, processes: int, expected: int
-) -> float:
-    store = Store(database_url)
-    store.upgrade()
+) -> tuple[float, float, float]:
+    """(events/s, the monitor processes' and the database server's CPU µs per event), over
+    the timed span."""
+    with Store(database_url) as store:
+        store.upgrade()
     group = f"bench-{uuid.uuid4().hex[:8]}"
-    monitors = [start_monitor(bootstrap, topic, database_url, group) for _ in range(processes)]
+    started_monitors = [
+        start_monitor(bootstrap, topic, database_url, group) for _ in range(processes)
+    ]
+    monitors = [monitor for monitor, _ in started_monitors]
+    metrics = [url for _, url in started_monitors]
     try:
         # Timed from the first stored event, so group joins and start-up do not count.
-        while store.stats()["events"] == 0:
-            time.sleep(0.05)
+        while (first := stored_events(metrics)) == 0:
+            time.sleep(0.02)
         started = time.perf_counter()
-        while (count := store.stats()["events"]) < expected:
-            time.sleep(0.2)
-        return (count) / (time.perf_counter() - started)
+        backends = backend_pids(database_url)
+        cpu_started = cpu_of([m.pid for m in monitors]), cpu_of(backends)
+        while (count := stored_events(metrics)) < expected:
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        cpu = cpu_of([m.pid for m in monitors]) - cpu_started[0]
+        server = cpu_of(backends) - cpu_started[1]
+        stored = count - first
+        return stored / elapsed, cpu / stored * 1e6, server / stored * 1e6
     finally:
         for monitor in monitors:
             monitor.stop()
-        store.close()
 
 
 def postgres_url() -> str:
@@ -110,25 +160,57 @@ def postgres_url() -> str:
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 
+def bulk_insert_rate(bootstrap: str, topic: str, partitions: int, kind: str, folder: Path) -> float:
+    """The same records, decoded and merged, bulk-inserted into bare tables (no keys, no
+    indexes): the database's own limit for these rows (monitor_store.bare_insert_rate)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bulk-{uuid.uuid4()}",
+                         "enable.auto.commit": False})  # fmt: skip
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    url = f"sqlite:///{folder / 'bulk.db'}" if kind == "sqlite" else postgres_url()
+    with Store(url) as store:
+        store.upgrade()
+        batches: list[BatchRows] = []
+        events = 0
+        while messages := [m for m in consumer.consume(5000, timeout=2) if m.error() is None]:
+            decoded = DecodedBatch.of(messages, max_event_bytes=10 * 1024 * 1024)
+            batches += store.prepare(decoded.events).parts
+            events += len(decoded.events)
+        consumer.close()
+        return bare_insert_rate(store, batches, events)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=50_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--databases", default="sqlite,postgresql", help="comma list")
+    parser.add_argument("--processes", default="1,2", help="comma list of monitor counts")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each; medians shown")
     args = parser.parse_args()
     with TansuBroker() as broker, tempfile.TemporaryDirectory() as folder:
         topic = "bench.payloads"
         create_topic(broker.bootstrap, topic, partitions=args.partitions)
         expected = produce_calls(broker.bootstrap, topic, args.calls)
         raw = raw_consume_rate(broker.bootstrap, topic, args.partitions, expected)
-        print(f"{expected:,} events (2-row v1 batches) in {args.partitions} partitions")
+        print(f"{expected:,} events (2-row v1 batches) in {args.partitions} partitions; "
+              f"medians of {args.rounds} rounds")  # fmt: skip
         print(f"raw consume (bare confluent-kafka consumer): {raw:>9,.0f} events/s")
-        for kind in ("sqlite", "postgresql"):
-            for processes in (1, 2):
-                url = (f"sqlite:///{Path(folder) / f'{kind}-{processes}.db'}" if kind == "sqlite"
-                       else postgres_url())  # fmt: skip
-                rate = monitor_rate(broker.bootstrap, topic, url, processes, expected)
+        for kind in args.databases.split(","):
+            bulk = bulk_insert_rate(broker.bootstrap, topic, args.partitions, kind, Path(folder))
+            print(f"{kind:>10}, bulk insert of the same rows into bare tables: "
+                  f"{bulk:>9,.0f} events/s")  # fmt: skip
+            for processes in map(int, args.processes.split(",")):
+                runs = []
+                for round_number in range(args.rounds):
+                    url = (f"sqlite:///{Path(folder) / f'{kind}-{processes}-{round_number}.db'}"
+                           if kind == "sqlite" else postgres_url())  # fmt: skip
+                    runs.append(monitor_rate(broker.bootstrap, topic, url, processes, expected))
+                rate, cpu, server = (statistics.median(run[i] for run in runs) for i in range(3))
+                spread = ", ".join(f"{run[0]:,.0f}" for run in runs)
                 print(f"{kind:>10}, {processes} monitor process(es): {rate:>9,.0f} events/s "
-                      f"({rate / raw:.2f}x raw consume)")  # fmt: skip
+                      f"({rate / raw:.2f}x raw consume, {rate / bulk:.2f}x bulk insert; "
+                      f"runs {spread}); CPU per event: monitor {cpu:.1f} us"
+                      + (f", PostgreSQL {server:.1f} us" if server else ""))  # fmt: skip
 
 
 if __name__ == "__main__":

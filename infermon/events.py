@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
 from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.v1.event import OPTIONAL_ATTRIBUTES as SDK_OPTIONAL_ATTRIBUTES
+from cloudevents.core.v1.event import REQUIRED_ATTRIBUTES as SDK_REQUIRED_ATTRIBUTES
 from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse
 
@@ -29,11 +32,13 @@ __all__ = [
     "SELDON_RESPONSE_TYPE",
     "BinaryEventEncoder",
     "CloudEvent",
+    "EventParts",
     "InvalidEventError",
     "KafkaRecord",
     "canonical_header_name",
     "event_from_http",
     "event_from_kafka",
+    "event_parts_from_kafka",
     "event_to_kafka",
     "events_from_http_batch",
     "format_time",
@@ -87,7 +92,9 @@ class KafkaRecord:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a `Z`, as KServe writes `ce_time`."""
-    text = moment.astimezone(UTC).isoformat()
+    if moment.tzinfo is not UTC:  # the usual time is UTC already: skip the conversion
+        moment = moment.astimezone(UTC)
+    text = moment.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
@@ -263,6 +270,131 @@ def event_from_kafka(
     if content_type is not None:
         attributes["datacontenttype"] = content_type
     return _build(attributes, value if value is not None else None)
+
+
+# The attributes whose values the SDK refuses when empty, and extension names it accepts.
+_NON_EMPTY_ATTRIBUTES = ("id", "source", "type", "subject", "datacontenttype", "dataschema")
+_SDK_ATTRIBUTES = frozenset(SDK_REQUIRED_ATTRIBUTES) | frozenset(SDK_OPTIONAL_ATTRIBUTES)
+_EXTENSION_NAME = re.compile(r"[a-z0-9]+")
+# Distinct header-name lists remembered; a producer sends one or a few.
+_MAX_HEADER_LAYOUTS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _HeaderLayout:
+    """Where a binary-mode record with these header names keeps its attributes."""
+
+    attributes: tuple[tuple[int, str], ...]  # (header index, attribute name)
+    content_type: int | None  # index of the content-type header
+    non_empty: tuple[str, ...]  # attributes present that must not be empty
+
+
+_header_layouts: dict[tuple[str, ...], _HeaderLayout | None] = {}
+
+
+def _header_layout(names: tuple[str, ...]) -> _HeaderLayout | None:
+    """None when the names alone need the full check: a duplicate, an odd or missing name."""
+    lowered = [name.lower() for name in names]
+    attributes = [
+        (index, name[len(KAFKA_ATTRIBUTE_PREFIX) :])
+        for index, name in enumerate(lowered)
+        if name.startswith(KAFKA_ATTRIBUTE_PREFIX)
+    ]
+    attribute_names = {name for _, name in attributes}
+    content_types = [index for index, name in enumerate(lowered) if name == CONTENT_TYPE_HEADER]
+    clean = (
+        len(attribute_names) == len(attributes)
+        and len(content_types) <= 1
+        and "datacontenttype" not in attribute_names
+        and attribute_names.issuperset(REQUIRED_ATTRIBUTES)
+        and all(
+            name in _SDK_ATTRIBUTES or (name != "data" and _EXTENSION_NAME.fullmatch(name))
+            for name in attribute_names
+        )
+    )
+    if not clean:
+        return None
+    present = attribute_names | ({"datacontenttype"} if content_types else set())
+    return _HeaderLayout(
+        attributes=tuple(attributes),
+        content_type=content_types[0] if content_types else None,
+        non_empty=tuple(name for name in _NON_EMPTY_ATTRIBUTES if name in present),
+    )
+
+
+def _binary_attributes(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str] | None:
+    """The attribute texts of a binary-mode record whose every check but the time's passes,
+    else None."""
+    names = tuple([name for name, _ in headers])
+    try:
+        layout = _header_layouts[names]
+    except KeyError:
+        layout = _header_layout(names)
+        if len(_header_layouts) < _MAX_HEADER_LAYOUTS:
+            _header_layouts[names] = layout
+    if layout is None:
+        return None
+    try:
+        attributes: dict[str, Any] = {
+            name: headers[index][1].decode()
+            for index, name in layout.attributes  # type: ignore[union-attr]
+        }
+        if layout.content_type is not None:
+            content_type = headers[layout.content_type][1].decode()  # type: ignore[union-attr]
+            if _is_structured(content_type):
+                return None
+            attributes["datacontenttype"] = content_type
+    except (AttributeError, UnicodeDecodeError):  # a header without a value, or not UTF-8
+        return None
+    if attributes["specversion"] != "1.0" or not all(attributes[name] for name in layout.non_empty):
+        return None
+    return attributes
+
+
+class EventParts(NamedTuple):
+    """A CloudEvent read for storing: attribute texts, the time parsed, the data as bytes."""
+
+    attributes: dict[str, Any]  # text, but for the typed values of a structured-mode event
+    time: datetime | None
+    data: bytes
+
+
+def event_parts_from_kafka(
+    headers: Sequence[tuple[str, bytes | None]] | None, value: bytes | None
+) -> EventParts:
+    """A Kafka record accepted and refused exactly as `event_from_kafka` does it.
+
+    For the consumer's hot path: a binary-mode record whose header names were seen before
+    is checked against the SDK's rules without building the SDK's object (most of the cost
+    of reading an event), and its attributes stay the text they were sent as. Anything
+    unusual takes `event_from_kafka`, which says what is wrong.
+    """
+    attributes = _binary_attributes(headers) if headers else None
+    if attributes is not None:
+        time_text = attributes.get("time")
+        try:
+            time = None if time_text is None else parse_time(time_text)
+        except InvalidEventError:
+            pass  # event_from_kafka below refuses it with the reason
+        else:
+            return EventParts(attributes, time, value or b"")
+    event = event_from_kafka(headers, value)
+    texts = dict(event.get_attributes())
+    time = texts.pop("time", None)
+    if time is not None and _time_given(headers, value):  # else the SDK made it up: now
+        texts["time"] = format_time(time)
+    else:
+        time = None
+    return EventParts(texts, time, payload_bytes(event))
+
+
+def _time_given(headers: Sequence[tuple[str, bytes | None]] | None, value: bytes | None) -> bool:
+    """Whether a record that `event_from_kafka` accepted carries a time of its own."""
+    normalised = _normalise_headers(headers or [])
+    content_type = normalised.get(CONTENT_TYPE_HEADER)
+    if content_type is not None and _is_structured(content_type.decode()):
+        return "time" in json.loads(value or b"")
+    return KAFKA_ATTRIBUTE_PREFIX + "time" in normalised
 
 
 def event_from_structured(body: bytes, content_type: str = "") -> CloudEvent:

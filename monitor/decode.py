@@ -6,12 +6,11 @@ Knative KafkaSink), and Seldon's request logger types; `cloudevents-kafka.md` se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from infermon import events
-from infermon.events import CloudEvent, InvalidEventError
+from infermon.events import InvalidEventError
 from monitor.payloads import ParsedPayload, parse_request, parse_response
 from monitor.records import DeadLetter, EventKind, StoredEvent
 
@@ -75,22 +74,20 @@ def decode(message: KafkaMessage, max_event_bytes: int) -> StoredEvent | DeadLet
         too_large = RecordTooLargeError(f"record of {size} bytes is above {max_event_bytes}")
         return dead_letter(message, too_large, "size")
     try:
-        event = events.event_from_kafka(headers, value)
+        parts = events.event_parts_from_kafka(headers, value)
     except InvalidEventError as error:
         return dead_letter(message, error, "decode")
     return stored_event(
-        event, message.topic() or "", message.partition() or 0, message.offset() or 0
+        parts, message.topic() or "", message.partition() or 0, message.offset() or 0
     )
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return events.format_time(value)
-    return str(value)
+    return "true" if value is True else "false" if value is False else str(value)
 
 
-def _extension(event: CloudEvent, name: str) -> str | None:
-    value = event.get_extension(name)
+def _extension(attributes: Mapping[str, Any], name: str) -> str | None:
+    value = attributes.get(name)
     return None if value is None or value == "" else str(value)
 
 
@@ -105,21 +102,22 @@ def _float_or_none(text: str | None) -> float | None:
         return None
 
 
-def _model(event: CloudEvent) -> str | None:
+def _model(attributes: Mapping[str, Any]) -> str | None:
     """Our `modelname`, else the model in the path, else KServe's service or Seldon's model id."""
-    path = _extension(event, events.EXT_PATH)
-    from_path = events.parse_inference_path(path)[1] if path else None
+    model = _extension(attributes, events.EXT_MODEL_NAME)
+    if model is None:
+        path = _extension(attributes, events.EXT_PATH)
+        model = events.parse_inference_path(path)[1] if path else None
     return (
-        _extension(event, events.EXT_MODEL_NAME)
-        or from_path
-        or _extension(event, events.EXT_INFERENCE_SERVICE)
-        or _extension(event, SELDON_MODEL_EXTENSION)
+        model
+        or _extension(attributes, events.EXT_INFERENCE_SERVICE)
+        or _extension(attributes, SELDON_MODEL_EXTENSION)
     )
 
 
-def _status_code(event: CloudEvent, kind: EventKind) -> int | None:
-    status = _int_or_none(_extension(event, events.EXT_STATUS_CODE))
-    if status is None and kind == "response" and event.get_type() == events.KSERVE_RESPONSE_TYPE:
+def _status_code(attributes: Mapping[str, Any], kind: EventKind) -> int | None:
+    status = _int_or_none(_extension(attributes, events.EXT_STATUS_CODE))
+    if status is None and kind == "response" and attributes["type"] == events.KSERVE_RESPONSE_TYPE:
         return 200  # KServe's own logger emits response events only for status 200
     return status
 
@@ -132,35 +130,46 @@ def _parse(kind: EventKind, payload: bytes, content_type: str | None) -> ParsedP
     return ParsedPayload(kind="raw", rows=None, error="not an inference request or response")
 
 
-def stored_event(event: CloudEvent, topic: str, partition: int, offset: int) -> StoredEvent:
-    kind = EVENT_KINDS.get(event.get_type(), "other")
-    payload = events.payload_bytes(event)
-    content_type = event.get_datacontenttype()
-    truncated = _extension(event, events.EXT_TRUNCATED) == "true"
+def _attribute_texts(attributes: dict[str, Any]) -> dict[str, str]:
+    if all(type(value) is str for value in attributes.values()):
+        return attributes  # binary mode: text as it was sent
+    return {
+        name: value if type(value) is str else _text(value)
+        for name, value in attributes.items()
+        if value is not None
+    }
+
+
+def stored_event(parts: events.EventParts, topic: str, partition: int, offset: int) -> StoredEvent:
+    attributes, payload = parts.attributes, parts.data
+    event_type = attributes["type"]
+    kind = EVENT_KINDS.get(event_type, "other")
+    content_type = attributes.get("datacontenttype")
+    truncated = _extension(attributes, events.EXT_TRUNCATED) == "true"
     if truncated:
         parsed = ParsedPayload(kind="raw", rows=None, error="payload was truncated by the logger")
     else:
         parsed = _parse(kind, payload, content_type)
     return StoredEvent(
-        source=event.get_source(),
-        event_id=event.get_id(),
-        type=event.get_type(),
+        source=attributes["source"],
+        event_id=attributes["id"],
+        type=event_type,
         kind=kind,
-        request_id=_extension(event, events.EXT_REQUEST_ID) or event.get_id(),
-        time=event.get_time(),
-        attributes={k: _text(v) for k, v in event.get_attributes().items() if v is not None},
+        request_id=_extension(attributes, events.EXT_REQUEST_ID) or attributes["id"],
+        time=parts.time,
+        attributes=_attribute_texts(attributes),
         content_type=content_type,
         payload=payload,
         topic=topic,
         partition=partition,
         offset=offset,
-        model=_model(event),
-        namespace=_extension(event, events.EXT_NAMESPACE),
-        inference_service=_extension(event, events.EXT_INFERENCE_SERVICE),
-        component=_extension(event, events.EXT_COMPONENT),
-        protocol=_extension(event, events.EXT_PROTOCOL),
-        status_code=_status_code(event, kind),
-        latency_ms=_float_or_none(_extension(event, events.EXT_LATENCY_MS)),
+        model=_model(attributes),
+        namespace=_extension(attributes, events.EXT_NAMESPACE),
+        inference_service=_extension(attributes, events.EXT_INFERENCE_SERVICE),
+        component=_extension(attributes, events.EXT_COMPONENT),
+        protocol=_extension(attributes, events.EXT_PROTOCOL),
+        status_code=_status_code(attributes, kind),
+        latency_ms=_float_or_none(_extension(attributes, events.EXT_LATENCY_MS)),
         truncated=truncated,
         payload_kind=parsed.kind,
         rows=parsed.rows,

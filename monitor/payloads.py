@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+import orjson
+
 from monitor.records import PayloadKind
 
 __all__ = ["ParsedPayload", "parse_request", "parse_response"]
@@ -38,7 +40,7 @@ _NAME_IN_ERROR_MAX = 64
 _CACHED_NAMES_MAX = 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per event, and frozen costs 3x to build
 class ParsedPayload:
     kind: PayloadKind
     rows: list[dict[str, Any]] | None  # one dict per batch row; None when not exploded
@@ -92,6 +94,10 @@ def _load(body: bytes, content_type: str | None) -> Any:
     media = _binary_media(content_type) if content_type else None
     if media is not None:
         raise _Rejected(f"binary content type {media}")
+    try:
+        return orjson.loads(body)  # ~4x the standard library's speed on small bodies
+    except orjson.JSONDecodeError:
+        pass  # NaN, a BOM, huge integers, lone surrogates or bad JSON: the slower, laxer parser
     try:
         text = body.decode("utf-8-sig")  # RFC 8259 section 8.1: a BOM may be ignored
     except UnicodeDecodeError as error:
@@ -174,6 +180,11 @@ def _positional_names(width: int) -> tuple[str, ...]:
 
 
 def _instance_rows(instances: list[Any]) -> list[Row]:
+    if instances and type(instances[0]) is list:  # the usual batch: lists of one width
+        width = len(instances[0])
+        if all(type(instance) is list and len(instance) == width for instance in instances):
+            names = _positional_names(width)
+            return [dict(zip(names, instance, strict=True)) for instance in instances]
     rows: list[Row] = []
     for instance in instances:
         kind = type(instance)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,14 @@ from monitor.store_read import InferenceSummary
 from monitor.store_rows import BatchRows, batch_rows, storable_text
 from monitor.store_write import UnstorableTextError, WriteResult, write_postgresql, write_sqlite
 
-__all__ = ["InferenceSummary", "Store", "StoreError", "StoreUnavailableError", "WriteResult"]
+__all__ = [
+    "InferenceSummary",
+    "PreparedBatch",
+    "Store",
+    "StoreError",
+    "StoreUnavailableError",
+    "WriteResult",
+]
 
 
 class StoreError(Exception):
@@ -82,31 +89,23 @@ def _database_errors_as_store_errors() -> Iterator[None]:
         raise StoreError(f"database error: {error}") from error
 
 
-# Events merged in Python and sent per round of statements. SQLite runs ~8% faster in
-# sub-batches of 500 than of 5,000 (its and Python's working sets stay in cache); PostgreSQL
-# spends ~15% more server CPU per event at 1,000 than at 5,000. bench/monitor_store.py.
-# (Building the next sub-batch in a thread while the database stores one does not pay off:
-# the GIL passes between the threads only every switch interval, 5 ms.)
-SUB_BATCH_EVENTS = {"sqlite": 500, "postgresql": 5000}
+# Events merged in Python and sent per round of statements. PostgreSQL spends ~15% more
+# server CPU per event at 1,000 than at 5,000; SQLite's multi-row INSERTs fill up whole.
+# bench/monitor_store.py.
+SUB_BATCH_EVENTS = 5000
 # purge() binds one parameter per request id; SQLite takes at most 32,766 in a statement.
 MAX_PURGE_BATCH_ROWS = 30_000
 
 
-@dataclass
-class _Tally:
-    events_new: int = 0
-    dead_letters_new: int = 0
-    calls: set[str] = field(default_factory=set)
-    instances: set[tuple[str, int]] = field(default_factory=set)
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A consumer batch merged into rows by `Store.prepare`: pure Python, no database yet, so
+    the consumer can prepare the next batch while the database stores this one."""
 
-    def count_keys(self, rows: BatchRows) -> None:
-        # Sets: a call split across sub-batches is one inference touched, not two.
-        self.calls.update(row[0] for row in rows.inferences)
-        self.instances.update((row[0], row[1]) for row in rows.instances)
-
-    def count_inserted(self, events_new: int, dead_letters_new: int) -> None:
-        self.events_new += events_new
-        self.dead_letters_new += dead_letters_new
+    parts: list[BatchRows]  # sub-batches, written in order in one transaction
+    events: int  # events in the batch, duplicates included
+    inferences: int  # distinct inferences touched
+    instances: int  # distinct instance rows touched
 
 
 class Store:
@@ -121,6 +120,11 @@ class Store:
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @property
+    def works_in_another_process(self) -> bool:
+        """Whether the database does its work in a server process (PostgreSQL), not ours."""
+        return self._dialect != "sqlite"
 
     def close(self) -> None:
         """Closes the pooled connections; the Store reconnects if used again."""
@@ -144,46 +148,64 @@ class Store:
         self, events: Sequence[StoredEvent], dead_letters: Sequence[DeadLetter] = ()
     ) -> WriteResult:
         """Stores a consumer batch in one transaction; replaying it changes nothing."""
-        if not events and not dead_letters:
-            return WriteResult(0, 0, 0, 0, 0)
+        return self.write_prepared(self.prepare(events, dead_letters))
+
+    def prepare(
+        self, events: Sequence[StoredEvent], dead_letters: Sequence[DeadLetter] = ()
+    ) -> PreparedBatch:
+        """The first half of `write`, which touches no database."""
         stored_at = datetime.now(UTC)
+        parts: list[BatchRows] = []
+        calls: set[str] = set()
+        instance_keys: set[tuple[str, int]] = set()
+        for start in range(0, len(events), SUB_BATCH_EVENTS):
+            letters = dead_letters if start == 0 else ()
+            part = events[start : start + SUB_BATCH_EVENTS]
+            parts.append(batch_rows(part, letters, stored_at, self._time_value))
+        if not events and dead_letters:
+            parts.append(batch_rows((), dead_letters, stored_at, self._time_value))
+        if len(parts) == 1:  # the usual batch: each key is there once
+            return PreparedBatch(
+                parts, len(events), len(parts[0].inferences), len(parts[0].instances)
+            )
+        for rows in parts:
+            # Sets: a call split across sub-batches is one inference touched, not two.
+            calls.update(row[0] for row in rows.inferences)
+            instance_keys.update((row[0], row[1]) for row in rows.instances)
+        return PreparedBatch(parts, len(events), len(calls), len(instance_keys))
+
+    def write_prepared(self, batch: PreparedBatch) -> WriteResult:
+        """The second half of `write`: the rows in one transaction."""
+        if not batch.parts:
+            return WriteResult(0, 0, 0, 0, 0)
         with _database_errors_as_store_errors():
             try:
-                tally = self._write_batch(events, dead_letters, stored_at, scrub=False)
+                events_new, letters_new = self._write_parts(batch.parts)
             except UnstorableTextError:  # rare: written again with the text replaced
-                tally = self._write_batch(events, dead_letters, stored_at, scrub=True)
+                events_new, letters_new = self._write_parts(list(map(storable_text, batch.parts)))
         return WriteResult(
-            events_new=tally.events_new,
-            duplicates=len(events) - tally.events_new,
-            inferences_touched=len(tally.calls),
-            instances_touched=len(tally.instances),
-            dead_letters=tally.dead_letters_new,
+            events_new=events_new,
+            duplicates=batch.events - events_new,
+            inferences_touched=batch.inferences,
+            instances_touched=batch.instances,
+            dead_letters=letters_new,
         )
 
-    def _write_batch(
-        self,
-        events: Sequence[StoredEvent],
-        dead_letters: Sequence[DeadLetter],
-        stored_at: datetime,
-        scrub: bool,
-    ) -> _Tally:
-        tally = _Tally()
-        sub_batch_events = SUB_BATCH_EVENTS[self._dialect]
+    def _write_parts(self, parts: list[BatchRows]) -> tuple[int, int]:
+        """(events inserted, dead letters inserted)."""
+        events_new = letters_new = 0
         with self._write_transaction() as connection:
             try:
-                for start in range(0, max(len(events), 1), sub_batch_events):
-                    part = events[start : start + sub_batch_events]
-                    letters = dead_letters if start == 0 else ()
-                    rows = batch_rows(part, letters, stored_at, self._time_value)
-                    rows = storable_text(rows) if scrub else rows
-                    tally.count_keys(rows)
-                    tally.count_inserted(*self._write_rows(connection, rows, first=start == 0))
+                for index, rows in enumerate(parts):
+                    inserted = self._write_rows(connection, rows, first=index == 0)
+                    events_new += inserted[0]
+                    letters_new += inserted[1]
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 # Raised by the driver directly (COPY), so SQLAlchemy did not see the
                 # connection die: drop it rather than hand it to the next caller.
                 connection.invalidate()
                 raise
-        return tally
+        return events_new, letters_new
 
     @contextmanager
     def _write_transaction(self) -> Iterator[Connection]:

@@ -15,8 +15,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
+
+import orjson
 
 from monitor.records import DeadLetter, StoredEvent
 from monitor.schema import as_utc
@@ -45,25 +46,16 @@ DEAD_LETTER_COLUMNS = (
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _strict_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-# JSONEncoder.encode builds this C encoder anew on every call, a third of the cost of encoding
-# a small object; markers=None skips the cycle check, as decoded JSON has no cycles.
-_c_encoder = (
-    c_make_encoder(None, None, encode_basestring_ascii, None, ":", ",", False, False, False)
-    if c_make_encoder is not None
-    else None
-)
-
-
-def _encode_json(value: Any) -> str:
-    if _c_encoder is None:
-        return _strict_json.encode(value)
-    return "".join(_c_encoder(value, 0))
 
 
 def to_json(value: Any) -> str:
     """Compact JSON that PostgreSQL accepts too: NaN and infinities become null."""
     try:
-        return _encode_json(value)
+        return orjson.dumps(value).decode()  # writes NaN and infinities as null
+    except TypeError:  # non-text keys, integers beyond 64 bits, lone surrogates
+        pass
+    try:
+        return _strict_json.encode(value)
     except ValueError:
         return _strict_json.encode(_without_non_finite(value))
     except TypeError:
@@ -130,33 +122,37 @@ class _Inference:
         self.request_payload_kind = event.payload_kind if is_request else None
         self.response_payload_kind = None if is_request else event.payload_kind
 
-    def merge(self, e: _Inference) -> None:
-        """The SQL upsert's rules, `self` being the row stored and `e` the one arriving."""
-        if e.has_request:  # a request's description of the call wins over a response's
-            self.model = _first(e.model, self.model)
-            self.namespace = _first(e.namespace, self.namespace)
-            self.inference_service = _first(e.inference_service, self.inference_service)
-            self.component = _first(e.component, self.component)
-            self.protocol = _first(e.protocol, self.protocol)
+    def add(self, event: StoredEvent, time: datetime | None, time_value: Any) -> None:
+        """The SQL upsert's rules: `self` is the row stored, `event` the one arriving.
+
+        The same as merging `_Inference(event, time, time_value)` in, without building it.
+        """
+        rows = None if event.rows is None else len(event.rows)
+        if event.kind == "request":  # a request's description of the call wins
+            self.model = event.model if event.model is not None else self.model
+            self.namespace = event.namespace if event.namespace is not None else self.namespace
+            self.inference_service = _first(event.inference_service, self.inference_service)
+            self.component = event.component if event.component is not None else self.component
+            self.protocol = event.protocol if event.protocol is not None else self.protocol
             if not self.has_request:
-                self.time = e.time
-        else:
-            self.model = _first(self.model, e.model)
-            self.namespace = _first(self.namespace, e.namespace)
-            self.inference_service = _first(self.inference_service, e.inference_service)
-            self.component = _first(self.component, e.component)
-            self.protocol = _first(self.protocol, e.protocol)
-        self.request_time = _first(self.request_time, e.request_time)
-        self.response_time = _first(self.response_time, e.response_time)
-        self.latency_ms = _first(self.latency_ms, e.latency_ms)
-        self.status_code = _first(self.status_code, e.status_code)
-        self.request_rows = _first(self.request_rows, e.request_rows)
-        self.response_rows = _first(self.response_rows, e.response_rows)
-        self.has_request = self.has_request or e.has_request
-        self.has_response = self.has_response or e.has_response
-        self.orphaned = self.orphaned and not self.has_response
-        self.request_payload_kind = _first(self.request_payload_kind, e.request_payload_kind)
-        self.response_payload_kind = _first(self.response_payload_kind, e.response_payload_kind)
+                self.time = time_value
+            self.request_time = _first(self.request_time, time)
+            self.request_rows = _first(self.request_rows, rows)
+            self.has_request = True
+            self.request_payload_kind = _first(self.request_payload_kind, event.payload_kind)
+            return
+        self.model = _first(self.model, event.model)
+        self.namespace = _first(self.namespace, event.namespace)
+        self.inference_service = _first(self.inference_service, event.inference_service)
+        self.component = _first(self.component, event.component)
+        self.protocol = _first(self.protocol, event.protocol)
+        self.response_time = _first(self.response_time, time)
+        self.latency_ms = _first(self.latency_ms, _finite(event.latency_ms))
+        self.status_code = _first(self.status_code, _int32(event.status_code))
+        self.response_rows = _first(self.response_rows, rows)
+        self.has_response = True
+        self.orphaned = False
+        self.response_payload_kind = _first(self.response_payload_kind, event.payload_kind)
 
     def row(self, time_values: dict[datetime, Any]) -> Row:
         request_time, response_time = self.request_time, self.response_time
@@ -210,13 +206,6 @@ class BatchRows:
     dead_letters: list[Row]
 
 
-def _encoded_rows(rows: list[dict[str, Any]]) -> list[str]:
-    try:
-        return [_encode_json(values) for values in rows]
-    except (ValueError, TypeError):
-        return [to_json(values) for values in rows]
-
-
 def batch_rows(
     stored: Sequence[StoredEvent],
     letters: Sequence[DeadLetter],
@@ -247,23 +236,22 @@ def batch_rows(
         if event.kind == "other":
             continue
         request_id = event.request_id
-        call = _Inference(event, time, value)
         known = calls.get(request_id)
         if known is None:
-            calls[request_id] = call
+            calls[request_id] = _Inference(event, time, value)
         else:
-            known.merge(call)
+            known.add(event, time, value)
         if event.rows:
             model = event.model
             if event.kind == "request":
                 rows = [
                     [request_id, index, model, value, encoded, None]
-                    for index, encoded in enumerate(_encoded_rows(event.rows))
+                    for index, encoded in enumerate(map(to_json, event.rows))
                 ]
             else:
                 rows = [
                     [request_id, index, model, value, None, encoded]
-                    for index, encoded in enumerate(_encoded_rows(event.rows))
+                    for index, encoded in enumerate(map(to_json, event.rows))
                 ]
             known_rows = call_rows.get(request_id)
             if known_rows is None:

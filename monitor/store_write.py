@@ -1,17 +1,21 @@
-"""Bulk writes of a merged batch: COPY and INSERT ... SELECT on PostgreSQL, executemany on SQLite.
+"""Bulk writes of a merged batch: COPY and INSERT ... SELECT on PostgreSQL, multi-row INSERTs
+on SQLite.
 
-Both dialects share the upsert rules below, which mirror `store_rows._Inference.merge` and
+Both dialects share the upsert rules below, which mirror `store_rows._Inference.add` and
 `store_rows._merge_instances`: the row stored is `inferences`/`instances`, the one arriving is
 `excluded`. Merging is idempotent, so replaying a batch after a crash leaves rows unchanged.
 PostgreSQL takes rows fastest through COPY (test-broker.md: ~146k rows/s against ~75k rows/s
 for an executemany upsert), so rows go to temporary staging tables first and from there into
-the real ones with ON CONFLICT; SQLite's executemany is fast enough as it is (~240k rows/s).
+the real ones with ON CONFLICT; SQLite takes multi-row INSERTs.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 import psycopg
@@ -148,7 +152,37 @@ TABLE_COLUMNS = {
     "instances": INSTANCE_COLUMNS,
     "dead_letters": DEAD_LETTER_COLUMNS,
 }
-_SQLITE = _statements("sqlite", {t: _placeholders(c, "?") for t, c in TABLE_COLUMNS.items()})
+# SQLite takes many rows per INSERT: one statement step per chunk instead of one per row,
+# the sqlite3 module binds a chunk's parameters in C, and the GIL is released once per chunk
+# (the consumer decodes meanwhile). Chunks are powers of two, so that each table has a few
+# statements to compile, not one per size. SQLite takes at most 32,766 parameters.
+SQLITE_MAX_ROWS_PER_STATEMENT = 1024
+SQLITE_MAX_PARAMETERS = 32_766
+
+
+@lru_cache(maxsize=64)
+def _sqlite_insert(table: str, rows: int) -> str:
+    one_row = f"({', '.join(['?'] * len(TABLE_COLUMNS[table]))})"
+    values = "VALUES " + ", ".join([one_row] * rows)
+    return _statements("sqlite", dict.fromkeys(TABLE_COLUMNS, values))[table]
+
+
+def _sqlite_chunk_sizes(table: str) -> list[int]:
+    largest = min(SQLITE_MAX_ROWS_PER_STATEMENT, SQLITE_MAX_PARAMETERS // len(TABLE_COLUMNS[table]))
+    return [1 << bit for bit in reversed(range(largest.bit_length())) if 1 << bit <= largest]
+
+
+def _insert_sqlite(cursor: sqlite3.Cursor, table: str, rows: list[Row]) -> int:
+    """Inserts or merges `rows` (each key once); returns the rows inserted."""
+    inserted = start = 0
+    for size in _sqlite_chunk_sizes(table):
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
+            cursor.execute(_sqlite_insert(table, size), list(chain.from_iterable(chunk)))
+            inserted += cursor.rowcount
+            start += size
+    return inserted
+
 
 # Staging tables live as long as the session and are emptied at every commit, and before
 # every sub-batch of a transaction after its first.
@@ -184,6 +218,9 @@ _COPY = {
 }
 
 
+_COPY_EVENTS = f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+
 def _from_stage(table: str, order_by: str = "") -> str:
     select = f"SELECT {', '.join(TABLE_COLUMNS[table])} FROM {_STAGE[table]}"
     return f"{select} ORDER BY {order_by}" if order_by else select
@@ -211,15 +248,35 @@ def write_sqlite(connection: Connection, rows: BatchRows, *, first: bool) -> tup
     inserted = {}
     try:
         for table in TABLE_COLUMNS:
-            table_rows: list[Row] = getattr(rows, table)
-            if table_rows:
-                cursor.executemany(_SQLITE[table], table_rows)
-            inserted[table] = cursor.rowcount if table_rows else 0
+            inserted[table] = _insert_sqlite(cursor, table, getattr(rows, table))
     except UnicodeEncodeError as error:
         raise UnstorableTextError(str(error)) from error
     finally:
         cursor.close()
     return inserted["events"], inserted["dead_letters"]
+
+
+def _copy(cursor: psycopg.Cursor[Any], statement: str, types: list[str], rows: list[Row]) -> None:
+    with cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _copy_new_events(
+    driver: psycopg.Connection[Any], cursor: psycopg.Cursor[Any], rows: list[Row]
+) -> int:
+    """Events straight into their table, when none is stored yet (the usual batch): half
+    the server's work of staging them. Returns 0 when one was stored already (a replay),
+    having changed nothing: then they take the staging path, which skips those."""
+    if not rows:
+        return 0
+    try:
+        with driver.transaction():  # a savepoint: a failed COPY undoes only itself
+            _copy(cursor, _COPY_EVENTS, _COPY_TYPES["events"], rows)
+    except psycopg.errors.UniqueViolation:
+        return 0
+    return len(rows)
 
 
 def write_postgresql(connection: Connection, rows: BatchRows, *, first: bool) -> tuple[int, int]:
@@ -230,16 +287,13 @@ def write_postgresql(connection: Connection, rows: BatchRows, *, first: bool) ->
     try:
         with driver.cursor() as cursor:
             cursor.execute(_CREATE_STAGES if first else _EMPTY_STAGES)
+            inserted["events"] = _copy_new_events(driver, cursor, rows.events)
             for table in _STAGED:
                 table_rows: list[Row] = getattr(rows, table)
-                if not table_rows:
-                    continue
-                with cursor.copy(_COPY[table]) as copy:
-                    copy.set_types(_COPY_TYPES[table])
-                    for row in table_rows:
-                        copy.write_row(row)
-                cursor.execute(_POSTGRESQL[table])
-                inserted[table] = cursor.rowcount
+                if table_rows and not (table == "events" and inserted["events"]):
+                    _copy(cursor, _COPY[table], _COPY_TYPES[table], table_rows)
+                    cursor.execute(_POSTGRESQL[table])
+                    inserted[table] = cursor.rowcount
             if rows.dead_letters:
                 cursor.executemany(_POSTGRESQL["dead_letters"], rows.dead_letters)
                 inserted["dead_letters"] = cursor.rowcount

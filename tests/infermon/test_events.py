@@ -161,3 +161,64 @@ def test_encoder_writes_what_the_sdk_path_writes() -> None:
 def test_encoder_validates_names_and_shared_values_once(shared: dict, names: list[str]) -> None:
     with pytest.raises(InvalidEventError):
         events.BinaryEventEncoder(shared, names)
+
+
+ENVELOPE = {"specversion": "1.0", "id": "s1", "source": "/s", "type": "t", "flag": True}
+STRUCTURED = json.dumps({**ENVELOPE, "time": "2026-01-01T00:00:00Z", "data": {"a": 1}}).encode()
+STRUCTURED_WITHOUT_TIME = json.dumps(ENVELOPE).encode()
+EVERY_KIND_OF_RECORD = {
+    "plain": (_headers(), b"{}"),
+    "with-time-and-extensions": (
+        _headers(ce_time=b"2026-11-29T07:00:00.5+02:00", ce_modelname=b"iris", ce_empty=b""),
+        b"{}",
+    ),
+    "upper-case-names": ([("CE_ID" if n == "ce_id" else n, v) for n, v in _headers()], b"{}"),
+    "no-content-type": (_headers(**{"content-type": None}), None),
+    "empty-content-type": (_headers(**{"content-type": b""}), b"{}"),
+    "structured": ([("content-type", b"application/cloudevents+json")], STRUCTURED),
+    "structured-with-ce-headers": (
+        [*_headers(), ("Content-Type", b"application/cloudevents+json; charset=utf-8")][1:],
+        STRUCTURED,
+    ),
+    "structured-without-time": (
+        [("content-type", b"application/cloudevents+json")],
+        STRUCTURED_WITHOUT_TIME,
+    ),
+    "missing-id": (_headers(ce_id=None), b"{}"),
+    "empty-id": (_headers(ce_id=b""), b"{}"),
+    "empty-subject": (_headers(ce_subject=b""), b"{}"),
+    "bad-specversion": (_headers(ce_specversion=b"0.3"), b"{}"),
+    "bad-time": (_headers(ce_time=b"yesterday"), b"{}"),
+    "naive-time": (_headers(ce_time=b"2026-01-01T00:00:00"), b"{}"),
+    "duplicate": ([*_headers(), ("ce_ID", b"other")], b"{}"),
+    "duplicate-content-type": ([*_headers(), ("Content-Type", b"text/plain")], b"{}"),
+    "bad-extension-name": ([*_headers(), ("ce_x-foo", b"1")], b"{}"),
+    "reserved-data": ([*_headers(), ("ce_data", b"1")], b"{}"),
+    "ce-datacontenttype": ([*_headers(), ("ce_datacontenttype", b"text/plain")], b"{}"),
+    "no-value": ([*_headers(), ("ce_namespace", None)], b"{}"),
+    "not-utf8": (_headers(ce_source=b"\xff"), b"{}"),
+    "not-utf8-content-type": (_headers(**{"content-type": b"\xff"}), b"{}"),
+}
+
+
+@pytest.mark.parametrize("name", list(EVERY_KIND_OF_RECORD))
+def test_event_parts_accept_and_refuse_exactly_what_the_sdk_path_does(name: str) -> None:
+    headers, value = EVERY_KIND_OF_RECORD[name]
+    try:
+        expected = events.event_from_kafka(headers, value)
+    except InvalidEventError as error:
+        for _ in range(2):  # the second time, the header layout is remembered
+            with pytest.raises(InvalidEventError) as refused:
+                events.event_parts_from_kafka(headers, value)
+            assert str(refused.value) == str(error)
+        return
+    given_time = b"time" in (value or b"") or any(n.lower() == "ce_time" for n, _ in headers)
+    for _ in range(2):
+        parts = events.event_parts_from_kafka(headers, value)
+        # The SDK makes up a time (now) for an event that has none; the parts keep None.
+        assert parts.time == (expected.get_time() if given_time else None)
+        assert parts.data == events.payload_bytes(expected)
+        typed = {k: v for k, v in parts.attributes.items() if k != "time"}
+        assert typed == {k: v for k, v in expected.get_attributes().items() if k != "time"}
+        if "time" in parts.attributes:
+            assert events.parse_time(parts.attributes["time"]) == expected.get_time()

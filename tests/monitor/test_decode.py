@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 
@@ -58,7 +59,8 @@ def test_logger_request_is_decoded_with_rows_and_attributes() -> None:
     assert (stored.kind, stored.request_id, stored.model) == ("request", "call-1", "iris")
     assert stored.rows == [{"f0": 1, "f1": 2}]
     assert (stored.topic, stored.partition, stored.offset) == ("payloads", 2, 7)
-    assert stored.attributes["time"] == "2026-11-29T07:00:00.500000Z"
+    assert stored.attributes["time"] == "2026-11-29T07:00:00.5Z"  # the text as it was sent
+    assert stored.time == datetime(2026, 11, 29, 7, 0, 0, 500_000, tzinfo=UTC)
     assert stored.status_code is None
 
 

@@ -352,7 +352,7 @@ def test_a_batch_written_in_sub_batches_is_stored_as_if_whole(
         whole.upgrade()
         expected = whole.write(batch)
         expected_tables = all_tables(whole)
-    monkeypatch.setattr(store_module, "SUB_BATCH_EVENTS", {"sqlite": 3, "postgresql": 3})
+    monkeypatch.setattr(store_module, "SUB_BATCH_EVENTS", 3)
     with Store(database_url) as store:
         store.upgrade()
 

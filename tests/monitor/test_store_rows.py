@@ -20,17 +20,26 @@ from monitor.store_rows import BatchRows, latency_ms, storable_text, to_json
         {},
     ],
 )
-def test_json_is_compact_ascii_and_reads_back_the_same(value: object) -> None:
+def test_json_is_compact_utf8_and_reads_back_the_same(value: object) -> None:
     encoded = to_json(value)
 
-    assert encoded == json.dumps(value, separators=(",", ":"))
+    assert encoded == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     assert json.loads(encoded) == value
+
+
+def test_json_beyond_the_fast_encoder_still_encodes() -> None:
+    huge, surrogate = 2**70, "\ud800"  # orjson refuses both; the standard library takes them
+    assert json.loads(to_json({"n": huge, "s": surrogate, 1: "key"})) == {
+        "n": huge,
+        "s": surrogate,
+        "1": "key",
+    }
 
 
 def test_non_finite_numbers_become_null_and_odd_types_text() -> None:
     odd = {"x": math.nan, "y": [math.inf, -math.inf, 1.0]}
     assert to_json(odd) == '{"x":null,"y":[null,null,1.0]}'
-    assert to_json({"when": datetime(2025, 1, 1)}) == '{"when":"2025-01-01 00:00:00"}'
+    assert to_json({"when": datetime(2025, 1, 1)}) == '{"when":"2025-01-01T00:00:00"}'
 
 
 def test_latency_is_exact_to_the_microsecond() -> None:
