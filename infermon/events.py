@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
@@ -325,7 +326,7 @@ def _header_layout(names: tuple[str, ...]) -> _HeaderLayout | None:
 def _binary_attributes(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str] | None:
     """The attribute texts of a binary-mode record whose every check but the time's passes,
     else None."""
-    names = tuple([name for name, _ in headers])
+    names = tuple(map(itemgetter(0), headers))
     try:
         layout = _header_layouts[names]
     except KeyError:
@@ -346,7 +347,7 @@ def _binary_attributes(headers: Sequence[tuple[str, bytes | None]]) -> dict[str,
             attributes["datacontenttype"] = content_type
     except (AttributeError, UnicodeDecodeError):  # a header without a value, or not UTF-8
         return None
-    if attributes["specversion"] != "1.0" or not all(attributes[name] for name in layout.non_empty):
+    if attributes["specversion"] != "1.0" or not all(map(attributes.__getitem__, layout.non_empty)):
         return None
     return attributes
 
@@ -354,7 +355,7 @@ def _binary_attributes(headers: Sequence[tuple[str, bytes | None]]) -> dict[str,
 class EventParts(NamedTuple):
     """A CloudEvent read for storing: attribute texts, the time parsed, the data as bytes."""
 
-    attributes: dict[str, Any]  # text, but for the typed values of a structured-mode event
+    attributes: dict[str, str]  # as sent in binary mode; typed values made text
     time: datetime | None
     data: bytes
 
@@ -379,12 +380,14 @@ def event_parts_from_kafka(
         else:
             return EventParts(attributes, time, value or b"")
     event = event_from_kafka(headers, value)
-    texts = dict(event.get_attributes())
-    time = texts.pop("time", None)
-    if time is not None and _time_given(headers, value):  # else the SDK made it up: now
+    texts = {
+        name: _attribute_text(value)
+        for name, value in event.get_attributes().items()
+        if value is not None and name != "time"
+    }
+    time = event.get_time() if _time_given(headers, value) else None  # else the SDK's now
+    if time is not None:
         texts["time"] = format_time(time)
-    else:
-        time = None
     return EventParts(texts, time, payload_bytes(event))
 
 

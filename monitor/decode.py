@@ -7,7 +7,7 @@ Knative KafkaSink), and Seldon's request logger types; `cloudevents-kafka.md` se
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from infermon import events
 from infermon.events import InvalidEventError
@@ -82,15 +82,6 @@ def decode(message: KafkaMessage, max_event_bytes: int) -> StoredEvent | DeadLet
     )
 
 
-def _text(value: Any) -> str:
-    return "true" if value is True else "false" if value is False else str(value)
-
-
-def _extension(attributes: Mapping[str, Any], name: str) -> str | None:
-    value = attributes.get(name)
-    return None if value is None or value == "" else str(value)
-
-
 def _int_or_none(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
@@ -102,21 +93,22 @@ def _float_or_none(text: str | None) -> float | None:
         return None
 
 
-def _model(attributes: Mapping[str, Any]) -> str | None:
+def _model(attributes: Mapping[str, str]) -> str | None:
     """Our `modelname`, else the model in the path, else KServe's service or Seldon's model id."""
-    model = _extension(attributes, events.EXT_MODEL_NAME)
-    if model is None:
-        path = _extension(attributes, events.EXT_PATH)
+    model = attributes.get(events.EXT_MODEL_NAME)
+    if not model:
+        path = attributes.get(events.EXT_PATH)
         model = events.parse_inference_path(path)[1] if path else None
     return (
         model
-        or _extension(attributes, events.EXT_INFERENCE_SERVICE)
-        or _extension(attributes, SELDON_MODEL_EXTENSION)
+        or attributes.get(events.EXT_INFERENCE_SERVICE)
+        or attributes.get(SELDON_MODEL_EXTENSION)
+        or None
     )
 
 
-def _status_code(attributes: Mapping[str, Any], kind: EventKind) -> int | None:
-    status = _int_or_none(_extension(attributes, events.EXT_STATUS_CODE))
+def _status_code(attributes: Mapping[str, str], kind: EventKind) -> int | None:
+    status = _int_or_none(attributes.get(events.EXT_STATUS_CODE))
     if status is None and kind == "response" and attributes["type"] == events.KSERVE_RESPONSE_TYPE:
         return 200  # KServe's own logger emits response events only for status 200
     return status
@@ -130,22 +122,13 @@ def _parse(kind: EventKind, payload: bytes, content_type: str | None) -> ParsedP
     return ParsedPayload(kind="raw", rows=None, error="not an inference request or response")
 
 
-def _attribute_texts(attributes: dict[str, Any]) -> dict[str, str]:
-    if all(type(value) is str for value in attributes.values()):
-        return attributes  # binary mode: text as it was sent
-    return {
-        name: value if type(value) is str else _text(value)
-        for name, value in attributes.items()
-        if value is not None
-    }
-
-
 def stored_event(parts: events.EventParts, topic: str, partition: int, offset: int) -> StoredEvent:
     attributes, payload = parts.attributes, parts.data
+    text = attributes.get  # every value is text; an empty one counts as absent
     event_type = attributes["type"]
     kind = EVENT_KINDS.get(event_type, "other")
-    content_type = attributes.get("datacontenttype")
-    truncated = _extension(attributes, events.EXT_TRUNCATED) == "true"
+    content_type = text("datacontenttype")
+    truncated = text(events.EXT_TRUNCATED) == "true"
     if truncated:
         parsed = ParsedPayload(kind="raw", rows=None, error="payload was truncated by the logger")
     else:
@@ -155,21 +138,21 @@ def stored_event(parts: events.EventParts, topic: str, partition: int, offset: i
         event_id=attributes["id"],
         type=event_type,
         kind=kind,
-        request_id=_extension(attributes, events.EXT_REQUEST_ID) or attributes["id"],
+        request_id=text(events.EXT_REQUEST_ID) or attributes["id"],
         time=parts.time,
-        attributes=_attribute_texts(attributes),
+        attributes=attributes,
         content_type=content_type,
         payload=payload,
         topic=topic,
         partition=partition,
         offset=offset,
         model=_model(attributes),
-        namespace=_extension(attributes, events.EXT_NAMESPACE),
-        inference_service=_extension(attributes, events.EXT_INFERENCE_SERVICE),
-        component=_extension(attributes, events.EXT_COMPONENT),
-        protocol=_extension(attributes, events.EXT_PROTOCOL),
+        namespace=text(events.EXT_NAMESPACE) or None,
+        inference_service=text(events.EXT_INFERENCE_SERVICE) or None,
+        component=text(events.EXT_COMPONENT) or None,
+        protocol=text(events.EXT_PROTOCOL) or None,
         status_code=_status_code(attributes, kind),
-        latency_ms=_float_or_none(_extension(attributes, events.EXT_LATENCY_MS)),
+        latency_ms=_float_or_none(text(events.EXT_LATENCY_MS) or None),
         truncated=truncated,
         payload_kind=parsed.kind,
         rows=parsed.rows,

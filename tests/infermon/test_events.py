@@ -201,6 +201,17 @@ EVERY_KIND_OF_RECORD = {
 }
 
 
+def _text(value: object) -> str:
+    """CloudEvents' canonical text of an attribute value (spec: type system)."""
+    return "true" if value is True else "false" if value is False else str(value)
+
+
+def test_structured_values_become_their_canonical_text() -> None:
+    parts = events.event_parts_from_kafka(*EVERY_KIND_OF_RECORD["structured"])
+    assert parts.attributes["flag"] == "true"
+    assert parts.attributes["time"] == "2026-01-01T00:00:00Z"
+
+
 @pytest.mark.parametrize("name", list(EVERY_KIND_OF_RECORD))
 def test_event_parts_accept_and_refuse_exactly_what_the_sdk_path_does(name: str) -> None:
     headers, value = EVERY_KIND_OF_RECORD[name]
@@ -218,7 +229,7 @@ def test_event_parts_accept_and_refuse_exactly_what_the_sdk_path_does(name: str)
         # The SDK makes up a time (now) for an event that has none; the parts keep None.
         assert parts.time == (expected.get_time() if given_time else None)
         assert parts.data == events.payload_bytes(expected)
-        typed = {k: v for k, v in parts.attributes.items() if k != "time"}
-        assert typed == {k: v for k, v in expected.get_attributes().items() if k != "time"}
+        texts = {k: v for k, v in parts.attributes.items() if k != "time"}
+        assert texts == {k: _text(v) for k, v in expected.get_attributes().items() if k != "time"}
         if "time" in parts.attributes:
             assert events.parse_time(parts.attributes["time"]) == expected.get_time()
