@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import psycopg
 from alembic.util import CommandError
-from sqlalchemy import Engine, select, text, tuple_, update
+from sqlalchemy import Column, Engine, Table, select, text, tuple_, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
@@ -37,6 +37,7 @@ from monitor.schema import (
     instances,
     sqlite_time_text,
 )
+from monitor.schema import dead_letters as dead_letters_table
 from monitor.store_engine import WRITE_TRANSACTION, create_store_engine
 from monitor.store_read import InferenceSummary
 from monitor.store_rows import BatchRows, batch_rows, storable_text
@@ -230,7 +231,8 @@ class Store:
             return connection.execute(statement).rowcount
 
     def purge(self, before: datetime, batch_rows: int = 5000) -> int:
-        """Deletes events, inferences and their instances older than `before`; returns rows.
+        """Deletes events, inferences and their instances older than `before`, and dead letters
+        stored before it; returns the rows deleted.
 
         Works in short transactions of at most `batch_rows` inferences or events each, so the
         consumer is never blocked for long.
@@ -254,16 +256,27 @@ class Store:
                     deleted += connection.execute(
                         inferences.delete().where(inferences.c.request_id.in_(request_ids))
                     ).rowcount
-            key = tuple_(events.c.source, events.c.event_id, events.c.type)
-            oldest = select(events.c.source, events.c.event_id, events.c.type)
-            while True:
-                with self._write_transaction() as connection:
-                    batch = oldest.where(events.c.time < before).limit(batch_rows)
-                    removed = connection.execute(events.delete().where(key.in_(batch))).rowcount
-                deleted += removed
-                if removed < batch_rows:
-                    break
+            deleted += self._purge_rows(events, events.c.time, before, batch_rows)
+            deleted += self._purge_rows(
+                dead_letters_table, dead_letters_table.c.stored_at, before, batch_rows
+            )
         return deleted
+
+    def _purge_rows(
+        self, table: Table, time: Column[Any], before: datetime, batch_rows: int
+    ) -> int:
+        """Deletes `table`'s rows whose `time` is before `before`, `batch_rows` at a time."""
+        key_columns = list(table.primary_key.columns)
+        oldest = select(*key_columns).where(time < before).limit(batch_rows)
+        deleted = 0
+        while True:
+            with self._write_transaction() as connection:
+                removed = connection.execute(
+                    table.delete().where(tuple_(*key_columns).in_(oldest))
+                ).rowcount
+            deleted += removed
+            if removed < batch_rows:
+                return deleted
 
     def stats(self) -> dict[str, Any]:
         """Row counts: events, inferences, instances, orphans, dead_letters, and per model."""

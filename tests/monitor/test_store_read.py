@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from monitor.records import DeadLetter
 from monitor.store import Store
 from tests.monitor.store_helpers import T0, call, event, request, response, table_rows
 
@@ -156,6 +157,17 @@ def test_purge_deletes_only_what_is_older_and_in_small_batches(store: Store) -> 
     assert {r["request_id"] for r in table_rows(store, "instances")} == {"new"}
     assert {r["request_id"] for r in table_rows(store, "events")} == {"new"}
     assert store.purge(before=T0 - timedelta(days=1)) == 0
+
+
+def test_purge_deletes_dead_letters_stored_before_the_cutoff(store: Store) -> None:
+    letters = [DeadLetter("payloads", 0, offset, b"k", b"not an event") for offset in range(5)]
+    store.write([], letters)
+    stored = datetime.now(UTC)
+
+    assert store.purge(before=stored - timedelta(hours=1)) == 0
+    assert store.stats()["dead_letters"] == 5
+    assert store.purge(before=stored + timedelta(seconds=1), batch_rows=2) == 5
+    assert store.stats()["dead_letters"] == 0
 
 
 def test_purge_with_nothing_old_deletes_nothing(store: Store) -> None:
