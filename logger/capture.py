@@ -16,12 +16,34 @@ from infermon.events import KafkaRecord
 from logger.settings import LoggerSettings
 
 REDACTED = "[REDACTED]"
+# Distinct request paths whose (protocol, model name) are remembered: a model server has a few.
+MAX_CACHED_PATHS = 1024
 # Every attribute a logged event sets per call (the rest are the same for all calls).
 PER_EVENT_ATTRIBUTES = (
     events.EXT_METADATA, events.EXT_RECORDED_TIME, events.EXT_REQUEST_ID, events.EXT_METHOD,
     events.EXT_PATH, events.EXT_PROTOCOL, events.EXT_MODEL_NAME, events.EXT_TRUNCATED,
     events.EXT_STATUS_CODE, events.EXT_LATENCY_MS,
 )  # fmt: skip
+
+
+class UtcText:
+    """`events.format_time` for many moments close together: the whole second's text is kept,
+    because `isoformat` costs more than the rest of an event attribute."""
+
+    def __init__(self) -> None:
+        self._second: datetime | None = None
+        self._second_text = ""
+
+    def __call__(self, moment: datetime) -> str:
+        if moment.tzinfo is not UTC:
+            return events.format_time(moment)
+        second = moment.replace(microsecond=0)
+        if second != self._second:
+            self._second = second
+            self._second_text = second.isoformat()[:-6]  # without +00:00
+        micros = moment.microsecond
+        # isoformat leaves out a zero fraction; so does format_time
+        return f"{self._second_text}.{micros:06d}Z" if micros else self._second_text + "Z"
 
 
 class Redactor:
@@ -88,6 +110,8 @@ class EventBuilder:
         if settings.annotations:
             shared[events.EXT_ANNOTATIONS] = json.dumps(settings.annotations)
         self._encoder = events.BinaryEventEncoder(shared, PER_EVENT_ATTRIBUTES)
+        self._paths: dict[str, tuple[str, str | None]] = {}
+        self._utc_text = UtcText()
 
     @property
     def logs_requests(self) -> bool:
@@ -111,6 +135,14 @@ class EventBuilder:
                 found.setdefault(canonical, []).append(value.decode("latin-1"))
         return json.dumps(found)
 
+    def _path_parts(self, path: str) -> tuple[str, str | None]:
+        parts = self._paths.get(path)
+        if parts is None:
+            if len(self._paths) >= MAX_CACHED_PATHS:
+                self._paths.clear()
+            parts = self._paths[path] = events.parse_inference_path(path)
+        return parts
+
     def _event(
         self,
         call: CallRecord,
@@ -121,13 +153,13 @@ class EventBuilder:
         truncated: bool,
         extra: dict[str, str],
     ) -> KafkaRecord:
-        protocol, model_name = events.parse_inference_path(call.path)
+        protocol, model_name = self._path_parts(call.path)
         attributes = {
             "id": call.request_id,
             "type": event_type,
-            "time": events.format_time(moment),
+            "time": self._utc_text(moment),
             events.EXT_METADATA: self._metadata(call.request_headers),
-            events.EXT_RECORDED_TIME: events.format_time(datetime.now(UTC)),
+            events.EXT_RECORDED_TIME: self._utc_text(datetime.now(UTC)),
             events.EXT_REQUEST_ID: call.request_id,
             events.EXT_METHOD: call.method,
             events.EXT_PATH: call.path,

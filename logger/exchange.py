@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,24 @@ log = logging.getLogger(__name__)
 REQUEST_BUFFER_HIGH_BYTES = 1024 * 1024
 # nginx's status for "client closed the connection before the response was complete".
 CLIENT_CLOSED_STATUS = 499
-DROP_UPSTREAM = frozenset({b"expect"})  # we answered 100-continue ourselves
+DROP_UPSTREAM = http1.HOP_BY_HOP | {b"expect"}  # we answered 100-continue ourselves
+# Random bytes for request ids are read from the OS this many ids at a time: one getrandom
+# call per id cost more than the rest of making it.
+REQUEST_ID_BATCH = 256
+_random_ids = bytearray()
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID, as text, from the OS's cryptographic random source."""
+    global _random_ids
+    if not _random_ids:
+        _random_ids = bytearray(os.urandom(16 * REQUEST_ID_BATCH))
+    raw = _random_ids[-16:]
+    del _random_ids[-16:]
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class Exchange:
@@ -46,6 +63,8 @@ class Exchange:
         self.client_keep_alive = True
         self.client_http_11 = True
         self.request_chunked = False
+        self.request_content_type: str | None = None
+        self.expects_continue = False
         self.request_complete = False
         self.logged = True
         self.finished = False
@@ -81,10 +100,14 @@ class Exchange:
                 self.request_id = value.decode("latin-1")
             elif lowered == b"ce-id" and value:
                 ce_id = value.decode("latin-1")
+            elif lowered == b"content-type" and self.request_content_type is None:
+                self.request_content_type = value.decode("latin-1")
             elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
                 self.request_chunked = True
+            elif lowered == b"expect" and value.lower() == b"100-continue":
+                self.expects_continue = True
         if not self.request_id:
-            self.request_id = ce_id or str(uuid.uuid4())
+            self.request_id = ce_id or new_request_id()
             self.request_id_generated = not ce_id
         self.logged = self.server.builder.sampled()
 
@@ -165,7 +188,7 @@ class Exchange:
         prefix = self.server.upstream.path_prefix
         lines = [b"%s %s%s HTTP/1.1" % (self.method.encode(), prefix, self.url)]
         lines += [name + b": " + value for name, value in
-                  http1.end_to_end(self.headers, also_drop=DROP_UPSTREAM)]  # fmt: skip
+                  http1.end_to_end(self.headers, DROP_UPSTREAM)]  # fmt: skip
         if self.request_chunked:
             lines.append(b"Transfer-Encoding: chunked")
         if self.request_id_generated:
@@ -290,7 +313,7 @@ class Exchange:
         elapsed_s = time.perf_counter() - self.started
         metrics = self.server.metrics
         metrics.latency.observe(elapsed_s)
-        metrics.requests.labels(str(status)).inc()
+        self.server.count_request(status)
         if not self.logged:
             metrics.sampled_out.inc()
         elif self.server.builder.logs_responses:
@@ -319,15 +342,12 @@ class Exchange:
     def _call_record(self) -> CallRecord:
         if self._record is not None:
             return self._record
-        content_type = next(
-            (v.decode("latin-1") for n, v in self.headers if n.lower() == b"content-type"), None
-        )
         self._record = CallRecord(
             request_id=self.request_id,
             method=self.method,
             path=self.url.decode("latin-1"),
             request_headers=self.headers,
-            request_content_type=content_type,
+            request_content_type=self.request_content_type,
             request_body=bytes(self._request_capture),
             request_truncated=self._request_truncated,
             received_at=self.received_at,

@@ -25,10 +25,15 @@ def connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
     return tokens
 
 
-def end_to_end(headers: list[tuple[bytes, bytes]], also_drop: frozenset[bytes] = frozenset()):
-    """The headers a proxy forwards: without hop-by-hop ones and those named in Connection."""
-    dropped = connection_tokens(headers) | HOP_BY_HOP | also_drop
-    return [(name, value) for name, value in headers if name.lower() not in dropped]
+def end_to_end(
+    headers: list[tuple[bytes, bytes]], dropped: frozenset[bytes] = HOP_BY_HOP
+) -> list[tuple[bytes, bytes]]:
+    """The headers a proxy forwards: without those in `dropped` (HOP_BY_HOP or more) and
+    those named in Connection."""
+    lowered = [name.lower() for name, _ in headers]
+    if b"connection" in lowered:
+        dropped = dropped | connection_tokens(headers)
+    return [header for header, name in zip(headers, lowered, strict=True) if name not in dropped]
 
 
 def status_line(status: int) -> bytes:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 import httptools
+from prometheus_client import Counter
 
 from logger import http1
 from logger.capture import EventBuilder
@@ -23,8 +24,6 @@ from logger.exchange import Exchange
 from logger.metrics import ProxyMetrics
 from logger.sink import EventSink
 from logger.upstream import Upstream
-
-EXPECT_CONTINUE = (b"expect", b"100-continue")
 
 
 class ClientConnection(asyncio.Protocol):
@@ -121,7 +120,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _start(self, exchange: Exchange) -> None:
         self._active = exchange
-        if any((n.lower(), v.lower()) == EXPECT_CONTINUE for n, v in exchange.headers):
+        if exchange.expects_continue:
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         exchange.start()
 
@@ -160,6 +159,13 @@ class ProxyServer:
         self.upstream_timeout_s = upstream_timeout_s
         self.connections: set[ClientConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._requests_by_status: dict[int, Counter] = {}  # labels() costs µs per call
+
+    def count_request(self, status: int) -> None:
+        counter = self._requests_by_status.get(status)
+        if counter is None:
+            counter = self._requests_by_status[status] = self.metrics.requests.labels(str(status))
+        counter.inc()
 
     def protocol_factory(self) -> Callable[[], ClientConnection]:
         return lambda: ClientConnection(self)
