@@ -43,6 +43,9 @@ REPLAY_BATCH_RECORDS = 1000
 # bytes: at saturation that is a few ms of calls, and memory stays bounded between ticks.
 MAX_DEFERRED_EVENTS = 256
 MAX_DEFERRED_BYTES = 4 * 1024 * 1024
+# A tick sends its events this many at a time, letting calls in between: a whole tick's worth
+# at once holds the loop for a millisecond or more, which calls arriving then would wait out.
+DEFERRED_SLICE_EVENTS = 8
 PROBE_TIMEOUT_S = 2.0
 MAX_BACKOFF_S = 30.0
 DROP_LOG_INTERVAL_S = 10.0
@@ -196,6 +199,20 @@ class EventSink:
         for build in deferred:
             self._send_built(build)
 
+    async def _send_deferred_in_slices(self) -> None:
+        """`send_deferred`, for the events deferred so far, a slice per turn of the loop."""
+        left = len(self._deferred)
+        while left > 0 and self._deferred:
+            count = min(DEFERRED_SLICE_EVENTS, left)
+            built, self._deferred = self._deferred[:count], self._deferred[count:]
+            left -= count
+            for build in built:
+                self._send_built(build)
+            if left > 0:
+                await asyncio.sleep(0)
+        if not self._deferred:
+            self._deferred_bytes = 0
+
     def _send_built(self, build: Callable[[], KafkaRecord]) -> None:
         try:
             record = build()
@@ -268,7 +285,7 @@ class EventSink:
         self._running = True
         try:
             while not self._closing:
-                self.send_deferred()
+                await self._send_deferred_in_slices()
                 self._producer.poll(0)
                 if self._spool is not None and self._spool.pending_records:
                     await self._replay_once()
