@@ -112,7 +112,9 @@ class MonitorService:
                 "enable.auto.commit": True,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": self._settings.session_timeout_ms,
-                "partition.assignment.strategy": "cooperative-sticky",
+                # Eager, not cooperative-sticky: on the embedded broker (tansu) a member that
+                # joins a cooperative group whose leader has left is never assigned anything.
+                "partition.assignment.strategy": "range,roundrobin",
                 "error_cb": lambda error: log.warning("kafka: %s", error),
             }
         )

@@ -140,3 +140,32 @@ def test_database_stopped_and_started_under_load_loses_nothing(
         outage.close()
     assert stats["events"] == 6000
     assert stats["instances"] == 6000
+
+
+def test_monitors_joining_and_leaving_a_group_under_load_store_every_event_once(
+    kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
+) -> None:
+    """Partitions move between members while batches are being written (on PostgreSQL in
+    the background): each member stores what it wrote before letting a partition go.
+    (On tansu the second member is assigned partitions only once the first has left; a
+    Kafka broker shares them out as soon as it joins. Either way nothing may be lost.)"""
+    topic = new_topic(partitions=4)
+    calls = 4000
+    producer = BackgroundProducer(kafka_bootstrap, topic, calls, seconds=16)
+    first = start_monitor(kafka_bootstrap, topic, database_url)
+    time.sleep(4)
+    second = start_monitor(kafka_bootstrap, topic, database_url)  # partitions are shared out
+    time.sleep(6)
+    first.stop()  # and handed back to the second
+    producer.join()
+    try:
+        stats = wait_for_stats(store, lambda s: s["events"] >= 2 * calls, timeout_s=120)
+        time.sleep(2)
+        stats = store.stats()
+        assert second.running()
+    finally:
+        second.stop()
+    assert stats["events"] == 2 * calls
+    assert stats["inferences"] == calls
+    assert stats["instances"] == 2 * calls
+    assert stats["dead_letters"] == 0
