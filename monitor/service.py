@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 
@@ -174,10 +174,18 @@ class MonitorService:
                 raise error
             self._note_retry(error, 0.0)
             self._with_retry(lambda: self._persist(batch))
-        self._consumer.store_offsets(offsets=batch.offsets())
+        self._store_offsets(batch)
         self._metrics.consumed.inc(batch.records)
         self._metrics.dead_lettered.inc(len(batch.dead_letters))
         self._metrics.batch_seconds.observe(time.perf_counter() - batch.started)
+
+    def _store_offsets(self, batch: DecodedBatch) -> None:
+        try:
+            self._consumer.store_offsets(offsets=batch.offsets())
+        except KafkaException as error:
+            # A partition moved away while its batch waited for the store (a rebalance
+            # during a retry): it is stored, and the new owner reads it again unchanged.
+            log.warning("offsets not stored, partitions moved: %s", error)
 
     def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
         """Before partitions move to another member: the batch in flight is stored and its
@@ -187,7 +195,7 @@ class MonitorService:
             return
         batch, error = done
         if error is None:
-            self._consumer.store_offsets(offsets=batch.offsets())
+            self._store_offsets(batch)
             self._metrics.consumed.inc(batch.records)
         elif isinstance(error, TRANSIENT_ERRORS):
             log.warning("partitions revoked while the store was unavailable; "
