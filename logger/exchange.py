@@ -36,6 +36,14 @@ REQUEST_ID_BATCH = 256
 _random_ids = bytearray()
 
 
+def _forget_random_ids() -> None:
+    """A forked child must not hand out the ids its parent still holds."""
+    _random_ids.clear()
+
+
+os.register_at_fork(after_in_child=_forget_random_ids)
+
+
 def new_request_id() -> str:
     """A random (version 4) UUID, as text, from the OS's cryptographic random source."""
     global _random_ids
