@@ -94,10 +94,14 @@ def start_monitor(
     return process, f"http://127.0.0.1:{admin_port}/metrics"
 
 
-def stored_events(metrics_urls: list[str]) -> int:
-    """Events the monitors stored, from their own counters: far cheaper than counting rows,
+def stored_by_each(metrics_urls: list[str]) -> list[int]:
+    """Events each monitor stored, from its own counter: far cheaper than counting rows,
     which on SQLite scans the table and would take CPU from the run being measured."""
-    return int(sum(scrape(url)["infermon_monitor_events_stored_total"] for url in metrics_urls))
+    return [int(scrape(url)["infermon_monitor_events_stored_total"]) for url in metrics_urls]
+
+
+def stored_events(metrics_urls: list[str]) -> int:
+    return sum(stored_by_each(metrics_urls))
 
 
 def backend_pids(database_url: str) -> list[int]:
@@ -123,9 +127,9 @@ def cpu_of(pids: list[int]) -> float:
 
 def monitor_rate(
     bootstrap: str, topic: str, database_url: str, processes: int, expected: int
-) -> tuple[float, float, float]:
-    """(events/s, the monitor processes' and the database server's CPU µs per event), over
-    the timed span."""
+) -> tuple[float, float, float, tuple[float, ...]]:
+    """(events/s, the monitor processes' and the database server's CPU µs per event, over
+    the timed span; each process's share of the events stored)."""
     with Store(database_url) as store:
         store.upgrade()
     group = f"bench-{uuid.uuid4().hex[:8]}"
@@ -147,7 +151,8 @@ def monitor_rate(
         cpu = cpu_of([m.pid for m in monitors]) - cpu_started[0]
         server = cpu_of(backends) - cpu_started[1]
         stored = count - first
-        return stored / elapsed, cpu / stored * 1e6, server / stored * 1e6
+        shares = tuple(n / count for n in stored_by_each(metrics))
+        return stored / elapsed, cpu / stored * 1e6, server / stored * 1e6, shares
     finally:
         for monitor in monitors:
             monitor.stop()
@@ -207,6 +212,10 @@ def main() -> None:
                     runs.append(monitor_rate(broker.bootstrap, topic, url, processes, expected))
                 rate, cpu, server = (statistics.median(run[i] for run in runs) for i in range(3))
                 spread = ", ".join(f"{run[0]:,.0f}" for run in runs)
+                if processes > 1:
+                    spread += "; shares " + ", ".join(
+                        "/".join(f"{share:.0%}" for share in run[3]) for run in runs
+                    )
                 print(f"{kind:>10}, {processes} monitor process(es): {rate:>9,.0f} events/s "
                       f"({rate / raw:.2f}x raw consume, {rate / bulk:.2f}x bulk insert; "
                       f"runs {spread}); CPU per event: monitor {cpu:.1f} us"
