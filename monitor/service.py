@@ -32,8 +32,9 @@ from monitor.dead_letters import DeadLetterDeliveryError, DeadLetterTopic
 from monitor.decode import dead_letter, decode
 from monitor.metrics import MonitorMetrics
 from monitor.records import DeadLetter, StoredEvent
+from monitor.refusals import write_refusing
 from monitor.settings import MonitorSettings
-from monitor.store import PreparedBatch, Store, StoreUnavailableError
+from monitor.store import PreparedBatch, Store, StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,13 @@ class DecodedBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     records: int = 0
+    messages: Sequence[Message] = ()  # as read: a refused event's dead letter is its record
     started: float = field(default_factory=time.perf_counter)
     prepared: PreparedBatch = EMPTY_BATCH  # the rows to write, by Store.prepare
 
     @classmethod
     def of(cls, messages: Sequence[Message], max_event_bytes: int) -> DecodedBatch:
-        batch = cls(records=len(messages))
+        batch = cls(records=len(messages), messages=messages)
         for message in messages:
             try:
                 decoded = decode(message, max_event_bytes)
@@ -169,11 +171,14 @@ class MonitorService:
         if done is None:
             return
         batch, error = done
-        if error is not None:
-            if not isinstance(error, TRANSIENT_ERRORS):
-                raise error
+        if isinstance(error, TRANSIENT_ERRORS):
             self._note_retry(error, 0.0)
             self._with_retry(lambda: self._persist(batch))
+        elif isinstance(error, StoreError):
+            log.error("the store refused a batch; finding the events it refuses: %s", error)
+            self._with_retry(lambda: self._persist_refusing(batch))
+        elif error is not None:
+            raise error
         self._store_offsets(batch)
         self._metrics.consumed.inc(batch.records)
         self._metrics.dead_lettered.inc(len(batch.dead_letters))
@@ -212,6 +217,27 @@ class MonitorService:
         result = self._store.write_prepared(batch.prepared)
         self._metrics.stored.inc(result.events_new)
         self._metrics.duplicates.inc(result.duplicates)
+
+    def _persist_refusing(self, batch: DecodedBatch) -> None:
+        """The batch event by event where needed; what the store refuses is dead-lettered."""
+        results, refused = write_refusing(self._store, batch.events)
+        letters = [self._refused_letter(batch, event, error) for event, error in refused]
+        self._dead_letter_topic.send(letters)  # the decoder's were sent already
+        for letter in letters:
+            log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition,
+                        letter.offset, letter.error)  # fmt: skip
+        self._store.write([], [*batch.dead_letters, *letters])  # rolled back with the batch
+        self._metrics.stored.inc(sum(result.events_new for result in results))
+        self._metrics.duplicates.inc(sum(result.duplicates for result in results))
+        self._metrics.dead_lettered.inc(len(letters))
+
+    @staticmethod
+    def _refused_letter(batch: DecodedBatch, event: StoredEvent, error: Exception) -> DeadLetter:
+        where = (event.topic, event.partition, event.offset)
+        message = next(
+            m for m in batch.messages if (m.topic() or "", m.partition() or 0, m.offset()) == where
+        )
+        return dead_letter(message, error, "store")
 
     def _with_retry(self, action: Callable[[], None]) -> None:
         """Run `action` until it succeeds; meanwhile consumption is paused, not abandoned."""

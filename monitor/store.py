@@ -63,6 +63,7 @@ class StoreUnavailableError(StoreError):
 
 # SQLite's OperationalError also covers mistakes ("no such table"); only these are transient.
 _SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o error", "disk is full")
+_POSTGRESQL_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
 
 
 def _is_unavailable(error: BaseException) -> bool:
@@ -71,8 +72,15 @@ def _is_unavailable(error: BaseException) -> bool:
     original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
     if isinstance(original, sqlite3.OperationalError):
         return any(sign in str(original).lower() for sign in _SQLITE_TRANSIENT)
-    if isinstance(original, psycopg.OperationalError | psycopg.InterfaceError):
-        return True  # connection lost or refused, server shutting down, deadlock, disk full
+    if isinstance(original, psycopg.InterfaceError):
+        return True
+    if isinstance(original, psycopg.Error):
+        # By SQLSTATE class: a connection lost (no state, or 08), a transaction rolled back
+        # (40: deadlock, serialization), resources short (53: disk full), a lock or object
+        # busy (55), the server shutting down (57) or failing (58). The rest, e.g. 54 (an index
+        # row over PostgreSQL's size limit), fails again however often it is tried.
+        state = original.sqlstate
+        return state is None or state[:2] in _POSTGRESQL_TRANSIENT_CLASSES
     return isinstance(
         error,
         sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError

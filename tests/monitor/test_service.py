@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from confluent_kafka import Producer
+from sqlalchemy.engine import make_url
 
 from infermon import events
 from monitor.store import Store
@@ -164,3 +166,39 @@ def test_poison_records_go_to_the_dead_letter_topic_and_good_ones_behind_them_ar
     assert b"JSON" in dict(by_offset[1].headers())["__connect.errors.exception.message"]
     assert b"avro" in dict(by_offset[2].headers())["__connect.errors.exception.message"]
     assert dict(by_offset[3].headers())["__connect.errors.stage"] == b"size"
+
+
+def test_an_event_the_database_refuses_for_good_is_dead_lettered_and_the_rest_stored(
+    kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
+) -> None:
+    """A valid CloudEvent with a 10 KB id: PostgreSQL refuses its index row (limit ~2.7 KB,
+    after compression, hence random text) however often it is tried, so it must not hold up
+    the batch; SQLite takes it."""
+    topic = new_topic()
+    huge_id = random.Random(3).randbytes(5000).hex()
+    good = [
+        kafka_sink_record(kind, f"call-{n}", body)
+        for n in range(20)
+        for kind, body in (
+            (events.KSERVE_REQUEST_TYPE, {"instances": [[n]]}),
+            (events.KSERVE_RESPONSE_TYPE, {"predictions": [n]}),
+        )
+    ]
+    refused = kafka_sink_record(events.KSERVE_REQUEST_TYPE, huge_id, {"instances": [[1]]})
+    produce(kafka_bootstrap, topic, [*good[:20], refused, *good[20:]])
+
+    monitor = start_monitor(kafka_bootstrap, topic, database_url)
+    try:
+        stats = wait_for_stats(store, lambda s: s["events"] + s["dead_letters"] >= 41)
+        assert monitor.running(), "the monitor goes on"
+    finally:
+        monitor.stop()
+    if make_url(database_url).get_backend_name() == "sqlite":
+        assert (stats["events"], stats["dead_letters"]) == (41, 0)
+        return
+    assert (stats["events"], stats["inferences"], stats["dead_letters"]) == (40, 20, 1)
+    [letter] = read_topic(kafka_bootstrap, f"{topic}.dlq", 1, timeout_s=20)
+    headers = dict(letter.headers())
+    assert headers["__connect.errors.stage"] == b"store"
+    assert headers["__connect.errors.offset"] == b"20"
+    assert headers["ce_id"] == huge_id.encode(), "the original record"
