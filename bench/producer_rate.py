@@ -18,7 +18,7 @@ import common  # noqa: F401  (puts the repository on sys.path)
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
-from logger.capture import CallRecord, EventBuilder
+from logger.capture import CallRecord, EventBuilder, EventOptions
 from logger.metrics import SinkMetrics
 from logger.settings import LoggerSettings
 from logger.sink import EventSink
@@ -26,7 +26,9 @@ from tests.fixtures.broker import TansuBroker, create_topic
 
 
 def build_records(count: int) -> tuple[list, float]:
-    builder = EventBuilder(LoggerSettings(inference_service="iris", namespace="bench"))
+    builder = EventBuilder(
+        EventOptions.of_logger(LoggerSettings(inference_service="iris", namespace="bench"))
+    )
     started = time.perf_counter()
     records = []
     for number in range(count):

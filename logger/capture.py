@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from jsonpath_ng import JSONPath
 from jsonpath_ng.ext import parse as parse_jsonpath
@@ -91,17 +92,48 @@ class CallRecord:
     latency_ms: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class EventOptions:
+    """What a call's events say of where they come from, and what of the call is kept."""
+
+    source: str
+    inference_service: str = ""
+    namespace: str = ""
+    component: str = "predictor"
+    endpoint: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    mode: Literal["all", "request", "response"] = "all"
+    sample_rate: float = 1.0
+    redact: Sequence[str] = ()
+    metadata_headers: Sequence[str] = ()
+
+    @classmethod
+    def of_logger(cls, settings: LoggerSettings) -> EventOptions:
+        return cls(
+            source=settings.event_source,
+            inference_service=settings.inference_service,
+            namespace=settings.namespace,
+            component=settings.component,
+            endpoint=settings.endpoint,
+            annotations=settings.annotations,
+            mode=settings.mode,
+            sample_rate=settings.sample_rate,
+            redact=settings.redact,
+            metadata_headers=settings.metadata_headers,
+        )
+
+
 class EventBuilder:
     """Applies the logger's settings (mode, sampling, redaction, extensions) to calls."""
 
-    def __init__(self, settings: LoggerSettings, rng: random.Random | None = None) -> None:
+    def __init__(self, settings: EventOptions, rng: random.Random | None = None) -> None:
         self._mode = settings.mode
         self._sample_rate = settings.sample_rate
         self._rng = rng or random.Random()
-        self._redactor = Redactor(settings.redact)
+        self._redactor = Redactor(list(settings.redact))
         self._metadata_headers = {name.lower().encode() for name in settings.metadata_headers}
         shared = {
-            "source": settings.event_source,
+            "source": settings.source,
             events.EXT_INFERENCE_SERVICE: settings.inference_service,
             events.EXT_NAMESPACE: settings.namespace,
             events.EXT_COMPONENT: settings.component,

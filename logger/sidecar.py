@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import uvloop
 
 from infermon.settings import load_settings
-from logger.capture import EventBuilder
+from logger.capture import EventBuilder, EventOptions
 from logger.metrics import ProxyMetrics
 from logger.proxy import ProxyServer, Upstream
 from logger.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
@@ -57,7 +57,8 @@ async def serve(settings: LoggerSettings, upstream: Upstream, builder: EventBuil
 def main(argv: Sequence[str]) -> int:
     settings = load_settings(LoggerSettings, argv, "infermon logger")
     try:
-        upstream, builder = Upstream(settings.model_url), EventBuilder(settings)
+        upstream = Upstream(settings.model_url)
+        builder = EventBuilder(EventOptions.of_logger(settings))
     except ValueError as error:  # a bad --model-url or --redact, said plainly
         print(f"infermon logger: {error}", file=sys.stderr)
         return 2

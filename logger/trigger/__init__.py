@@ -17,9 +17,8 @@ from collections.abc import Sequence
 import uvloop
 
 from infermon.settings import load_settings
-from logger.capture import EventBuilder
+from logger.capture import EventBuilder, EventOptions
 from logger.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
-from logger.settings import LoggerSettings
 from logger.trigger.metrics import TriggerMetrics
 from logger.trigger.model_client import ModelClient
 from logger.trigger.service import Trigger
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 def payload_event_builder(settings: TriggerSettings) -> EventBuilder:
     """The sidecar's event builder, so that triggered calls are logged like proxied ones."""
     return EventBuilder(
-        LoggerSettings.model_construct(
+        EventOptions(
             source=settings.event_source,
             inference_service=settings.inference_service,
             namespace=settings.namespace,
