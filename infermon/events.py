@@ -381,9 +381,9 @@ def event_parts_from_kafka(
             return EventParts(attributes, time, value or b"")
     event = event_from_kafka(headers, value)
     texts = {
-        name: _attribute_text(value)
-        for name, value in event.get_attributes().items()
-        if value is not None and name != "time"
+        name: _attribute_text(attribute)
+        for name, attribute in event.get_attributes().items()
+        if attribute is not None and name != "time"
     }
     time = event.get_time() if _time_given(headers, value) else None  # else the SDK's now
     if time is not None:
