@@ -262,6 +262,7 @@ def test_failed_write_is_undone_and_refused(
 
 CHILD = textwrap.dedent(
     """
+    import os
     import sys
     from pathlib import Path
     from logger.spool import DiskSpool, SpooledRecord
@@ -272,11 +273,11 @@ CHILD = textwrap.dedent(
         spool.append(SpooledRecord("events", None, str(appended).encode() * 20, ()))
         spool.flush()
         appended += 1
-        print("appended", appended, flush=True)
+        os.write(1, b"appended %d\\n" % appended)  # one write: a kill cannot cut a line
         if appended % 50 == 0:
             spool.commit(len(spool.read_batch(30)))
             committed += 30
-            print("committed", committed, flush=True)
+            os.write(1, b"committed %d\\n" % committed)
     """
 )
 
@@ -284,18 +285,24 @@ CHILD = textwrap.dedent(
 def test_sigkill_loses_nothing_that_was_appended(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
-    assert child.stdout is not None
+    assert child.stdout is not None and child.stderr is not None
     lines = [child.stdout.readline() for _ in range(600)]
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
     rest = child.stdout.read()  # not communicate(): it would skip what readline() buffered
+    errors = child.stderr.read().decode(errors="replace")
     child.stdout.close()
+    child.stderr.close()
     counters = {"appended": 0, "committed": 0}
     for line in lines + rest.splitlines():
-        name, value = line.split()  # an empty line here means the child died on its own
-        counters[name] = int(value)
+        fields = line.split()
+        assert len(fields) == 2, f"odd line {line!r} from the child; its stderr: {errors!r}"
+        counters[fields[0].decode()] = int(fields[1])
     assert counters["committed"] > 0
 
     with DiskSpool(tmp_path, max_bytes=1 << 30, segment_bytes=4096) as spool:
