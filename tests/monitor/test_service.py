@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from confluent_kafka import Producer
 from sqlalchemy.engine import make_url
 
@@ -21,14 +19,6 @@ from tests.fixtures.toy_model_server import ToyModelServer
 from tests.monitor.consumer_helpers import start_monitor, wait_for_stats
 
 TIME = b"2026-11-29T07:01:02.123456789Z"
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, list, bytes]]) -> None:

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Producer
@@ -21,14 +20,6 @@ from tests.fixtures.tcp_proxy import CuttableTcpProxy
 from tests.monitor.consumer_helpers import start_monitor, wait_for_stats
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 def call_records(call: int) -> list[tuple[bytes, list[tuple[str, bytes]], bytes]]:

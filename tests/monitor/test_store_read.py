@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -11,14 +10,6 @@ import pytest
 from monitor.records import DeadLetter
 from monitor.store import Store
 from tests.monitor.store_helpers import T0, call, event, request, response, table_rows
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 def test_latest_instances_has_key_feature_and_prediction_columns_newest_first(
