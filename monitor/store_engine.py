@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +73,24 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # WAL: readers (the dashboard) never block the writer (the consumer), nor it them.
     # synchronous stays FULL: the consumer commits Kafka offsets once a write returns, so a
     # committed batch must survive a power cut; it costs one fsync per batch.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _set_wal_journal(cursor)
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: the indexes of a busy day stay cached
     cursor.close()
+
+
+def _set_wal_journal(cursor: sqlite3.Cursor) -> None:
+    """WAL is kept in the file, so only a new database changes mode; connections opening a
+    new file together may find it locked, and SQLite's busy timeout does not cover that."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _on_sqlite_begin(connection: Connection) -> None:

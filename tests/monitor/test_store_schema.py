@@ -145,8 +145,8 @@ def test_stats_command_prints_json(
 
 
 def test_consumers_starting_together_upgrade_once(database_url: str) -> None:
-    stores = [Store(database_url) for _ in range(3)]
-    with ThreadPoolExecutor(3) as pool:
+    stores = [Store(database_url) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
         list(pool.map(lambda store: store.upgrade(), stores))
 
     assert stores[0].stats()["events"] == 0
