@@ -99,9 +99,7 @@ class MonitorService:
         self._dead_letter_topic = DeadLetterTopic(
             settings.dead_letter_topic, settings.kafka_client_config()
         )
-        self._writer: BatchWriter[DecodedBatch] = BatchWriter(
-            self._persist, in_background=store.works_in_another_process
-        )
+        self._writer: BatchWriter[DecodedBatch] = BatchWriter(self._persist)
         self._next_orphan_sweep = 0.0
         self._next_purge = 0.0
         self.ready = False
@@ -161,8 +159,6 @@ class MonitorService:
         batch.prepared = self._store.prepare(batch.events, batch.dead_letters)
         self._finish_in_flight()
         self._writer.submit(batch)
-        if not self._writer.in_background:
-            self._finish_in_flight()
 
     def _finish_in_flight(self) -> None:
         """Waits for the batch being written, retries it here if the store was unavailable,
@@ -331,10 +327,9 @@ def main(argv: Sequence[str]) -> int:
         )
         threading.Thread(target=admin.run, name="admin", daemon=True).start()
     tune_garbage_collector()
-    if store.works_in_another_process:
-        # The writer thread waits on ~14 round trips a batch; each time the server answers
-        # it needs the GIL back from the decoding thread, which by default yields it only
-        # after 5 ms. Half a millisecond keeps those waits from adding up.
-        sys.setswitchinterval(WRITER_SWITCH_INTERVAL_S)
+    # The writer thread needs the GIL back each time the database returns (a PostgreSQL
+    # round trip, a SQLite statement), and the decoding thread yields it by default only
+    # after 5 ms. Half a millisecond keeps those waits from adding up.
+    sys.setswitchinterval(WRITER_SWITCH_INTERVAL_S)
     service.run()
     return 0

@@ -130,11 +130,6 @@ class Store:
     def engine(self) -> Engine:
         return self._engine
 
-    @property
-    def works_in_another_process(self) -> bool:
-        """Whether the database does its work in a server process (PostgreSQL), not ours."""
-        return self._dialect != "sqlite"
-
     def close(self) -> None:
         """Closes the pooled connections; the Store reconnects if used again."""
         self._engine.dispose()

@@ -9,10 +9,9 @@ import pytest
 from monitor.batch_writer import BatchWriter
 
 
-@pytest.mark.parametrize("in_background", [True, False])
-def test_batches_are_written_and_collected_in_order(in_background: bool) -> None:
+def test_batches_are_written_and_collected_in_order() -> None:
     written: list[int] = []
-    writer = BatchWriter(written.append, in_background=in_background)
+    writer = BatchWriter(written.append)
     collected = []
     for batch in range(5):
         writer.submit(batch)
@@ -24,12 +23,11 @@ def test_batches_are_written_and_collected_in_order(in_background: bool) -> None
     assert writer.collect() is None
 
 
-@pytest.mark.parametrize("in_background", [True, False])
-def test_a_failed_write_is_handed_back_with_its_batch(in_background: bool) -> None:
+def test_a_failed_write_is_handed_back_with_its_batch() -> None:
     def fail(batch: str) -> None:
         raise ConnectionError(f"database down for {batch}")
 
-    writer = BatchWriter(fail, in_background=in_background)
+    writer = BatchWriter(fail)
     writer.submit("b1")
     batch, error = writer.collect() or (None, None)
     writer.close()
