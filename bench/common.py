@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,13 @@ from tests.fixtures.processes import ServerProcess, free_port, http_ok  # noqa: 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 V1_BODY = '{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
+
+
+def require_tools(*names: str) -> None:
+    """Exit with the install command when a load generator is missing, before any server starts."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing:
+        sys.exit(f"needs {', '.join(missing)} on PATH: apt-get install {' '.join(missing)}")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import V1_BODY, rss_bytes, start_logger
+from common import V1_BODY, require_tools, rss_bytes, start_logger
 
 from tests.fixtures.kserve_server import KServeModelServer
 from tests.fixtures.processes import free_port
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--rate", type=int, default=500, help="calls per second")
     args = parser.parse_args()
+    require_tools("hey")
     unreachable_kafka = f"127.0.0.1:{free_port()}"  # nothing listens: Kafka is down throughout
     with KServeModelServer() as model:
         spool = Path(tempfile.mkdtemp(prefix="infermon-bench-spool-"))

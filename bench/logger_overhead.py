@@ -14,6 +14,7 @@ import statistics
 from common import (
     cpu_seconds,
     hey_fixed_rate,
+    require_tools,
     start_logger,
     wrk_saturation,
 )
@@ -34,6 +35,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--logger-arg", action="append", default=[], help="extra logger flag")
     args = parser.parse_args()
+    require_tools("hey", "wrk")
 
     with TansuBroker() as broker, KServeModelServer() as model:
         logger, logger_url = start_logger(model.url, broker.bootstrap, *args.logger_arg)
