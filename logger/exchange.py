@@ -190,7 +190,8 @@ class Exchange:
         connection.write(b"".join(parts))
         self._pending_body.clear()
         self._pending_bytes = 0
-        self.client.resume_reading()
+        if not connection.writing_paused:  # else its resume_writing lets the client go on
+            self.client.resume_reading()
 
     def _request_head(self) -> bytes:
         prefix = self.server.upstream.path_prefix

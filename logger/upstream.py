@@ -63,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.closed = False
+        self.writing_paused = False  # the transport's buffer is above its high-water mark
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
 
@@ -110,10 +111,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     # Our writes of a request body outpace the model server: stop reading the client meanwhile.
     def pause_writing(self) -> None:
+        self.writing_paused = True
         if self.exchange is not None:
             self.exchange.client.pause_reading()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.exchange is not None:
             self.exchange.client.resume_reading()
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -301,3 +307,69 @@ def test_kcat_reads_the_events(
         assert all(f"ce_{name}" in headers for name in KSERVE_EXTENSIONS)
     payloads = [json.loads(record["payload"]) for record in records]
     assert {"instances": [[5]]} in payloads
+
+
+class _StalledUpstream:
+    """A model server that never reads, with a small receive window, so that whatever the
+    logger writes to it piles up on the logger's side."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.listener.settimeout(0.1)
+        self.accepted: list[socket.socket] = []
+        self._closing = threading.Event()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                self.accepted.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        self._closing.set()
+        self._acceptor.join()
+        for connection in [*self.accepted, self.listener]:
+            connection.close()
+
+
+def _rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_a_model_server_that_stops_reading_stops_the_upload_not_memory(
+    start_infermon: StartInfermon, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    """The upload's bytes must wait in the client's socket, not in the logger."""
+    upstream = _StalledUpstream()
+    logger = start_infermon(
+        "logger", "--model-url", upstream.url, "--kafka-bootstrap", kafka_bootstrap,
+        "--topic", new_topic(), "--upstream-timeout-s", "30",
+    )  # fmt: skip
+    body_bytes = 256 * 1024 * 1024
+    client = socket.create_connection(("127.0.0.1", logger.port))
+    client.settimeout(0.5)
+    head = (f"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Length: {body_bytes}\r\n\r\n").encode()  # fmt: skip
+    rss_before = _rss_bytes(logger.process.pid)
+    sent = 0
+    try:
+        client.sendall(head)
+        chunk = b"x" * (1024 * 1024)
+        deadline = time.monotonic() + 5
+        while sent < body_bytes and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                sent += client.send(chunk)
+        grown = _rss_bytes(logger.process.pid) - rss_before
+    finally:
+        client.close()
+        upstream.close()
+    assert sent < body_bytes / 4, f"the logger read {sent} bytes it could not forward"
+    assert grown < 64 * 1024 * 1024, f"the logger grew by {grown} bytes"
