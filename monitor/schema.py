@@ -41,6 +41,8 @@ metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
 
 def as_utc(moment: datetime) -> datetime:
     """Aware UTC; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is UTC:  # the usual case; astimezone would build a copy
+        return moment
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
