@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 # command -> (module with `main(argv)`, one-line summary). Imported lazily so `--help` is quick.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("infermon.up", "everything on this machine: embedded broker, logger, ingest"),
+    "up": ("infermon.up", "everything on this machine: embedded broker, logger, ingest, monitor"),
     "logger": ("logger.sidecar", "sidecar reverse proxy that logs payload CloudEvents to Kafka"),
     "ingest": ("logger.ingest", "HTTP CloudEvents receiver (KServe logger.url) to Kafka"),
     "trigger": ("logger.trigger", "inference for requests on a Kafka topic, answers to another"),

