@@ -198,18 +198,17 @@ class MonitorService:
         if error is None:
             self._store_offsets(batch)
             self._metrics.consumed.inc(batch.records)
-        elif isinstance(error, TRANSIENT_ERRORS):
-            log.warning("partitions revoked while the store was unavailable; "
-                        "the batch will be read again: %s", error)  # fmt: skip
+        elif isinstance(error, StoreError | DeadLetterDeliveryError):
+            # Unavailable, or refused for good: either way not stored, so whoever reads these
+            # partitions next reads the batch again (and dead-letters what is refused).
+            log.warning("partitions revoked before the batch was stored; "
+                        "it will be read again: %s", error)  # fmt: skip
         else:
             raise error
 
     def _persist(self, batch: DecodedBatch) -> None:
         if batch.dead_letters:
-            self._dead_letter_topic.send(batch.dead_letters)
-            for letter in batch.dead_letters:
-                log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition,
-                            letter.offset, letter.error)  # fmt: skip
+            self._send_dead_letters(batch.dead_letters)
         result = self._store.write_prepared(batch.prepared)
         self._metrics.stored.inc(result.events_new)
         self._metrics.duplicates.inc(result.duplicates)
@@ -218,14 +217,17 @@ class MonitorService:
         """The batch event by event where needed; what the store refuses is dead-lettered."""
         results, refused = write_refusing(self._store, batch.events)
         letters = [self._refused_letter(batch, event, error) for event, error in refused]
-        self._dead_letter_topic.send(letters)  # the decoder's were sent already
-        for letter in letters:
-            log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition,
-                        letter.offset, letter.error)  # fmt: skip
+        self._send_dead_letters(letters)  # the decoder's were sent already
         self._store.write([], [*batch.dead_letters, *letters])  # rolled back with the batch
         self._metrics.stored.inc(sum(result.events_new for result in results))
         self._metrics.duplicates.inc(sum(result.duplicates for result in results))
         self._metrics.dead_lettered.inc(len(letters))
+
+    def _send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        self._dead_letter_topic.send(letters)
+        for letter in letters:
+            log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition,
+                        letter.offset, letter.error)  # fmt: skip
 
     @staticmethod
     def _refused_letter(batch: DecodedBatch, event: StoredEvent, error: Exception) -> DeadLetter:
