@@ -192,3 +192,52 @@ def test_an_event_the_database_refuses_for_good_is_dead_lettered_and_the_rest_st
     assert headers["__connect.errors.stage"] == b"store"
     assert headers["__connect.errors.offset"] == b"20"
     assert headers["ce_id"] == huge_id.encode(), "the original record"
+
+
+_REFUSE_POISON = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON events WHEN NEW.event_id = 'poison'"
+        " BEGIN SELECT RAISE(ABORT, 'poison refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'poison refused'; END $$",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW"
+        " WHEN (NEW.event_id = 'poison') EXECUTE FUNCTION refuse_poison()",
+    ],
+}
+
+
+def test_an_event_a_trigger_refuses_is_dead_lettered_on_either_database(
+    kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
+) -> None:
+    """The test above cannot make SQLite refuse anything; a trigger can, on both databases:
+    the batch is written again event by event, the refused one dead-lettered with the
+    database's reason and every other one stored."""
+    with store.engine.begin() as connection:
+        for statement in _REFUSE_POISON[store.engine.dialect.name]:
+            connection.exec_driver_sql(statement)
+    topic = new_topic()
+    good = [
+        kafka_sink_record(kind, f"call-{n}", body)
+        for n in range(10)
+        for kind, body in (
+            (events.KSERVE_REQUEST_TYPE, {"instances": [[n, 1]]}),
+            (events.KSERVE_RESPONSE_TYPE, {"predictions": [n]}),
+        )
+    ]
+    poison = kafka_sink_record(events.KSERVE_REQUEST_TYPE, "poison", {"instances": [[1, 1]]})
+    produce(kafka_bootstrap, topic, [*good[:10], poison, *good[10:]])
+
+    monitor = start_monitor(kafka_bootstrap, topic, database_url)
+    try:
+        stats = wait_for_stats(store, lambda s: s["events"] + s["dead_letters"] >= 21)
+        assert monitor.running(), "the monitor goes on"
+    finally:
+        monitor.stop()
+    assert (stats["events"], stats["inferences"], stats["instances"]) == (20, 10, 10)
+    assert stats["dead_letters"] == 1
+    [letter] = read_topic(kafka_bootstrap, f"{topic}.dlq", 1, timeout_s=20)
+    headers = dict(letter.headers())
+    assert (headers["ce_id"], headers["__connect.errors.stage"]) == (b"poison", b"store")
+    assert b"poison refused" in headers["__connect.errors.exception.message"]
