@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from typing import Any
 
 import httpx
 from confluent_kafka import Producer
@@ -158,6 +159,30 @@ def test_poison_records_go_to_the_dead_letter_topic_and_good_ones_behind_them_ar
     assert dict(by_offset[3].headers())["__connect.errors.stage"] == b"size"
 
 
+def _store_calls_around(
+    bootstrap: str, topic: str, database_url: str, store: Store, calls: int, odd_id: str
+) -> dict[str, Any]:
+    """`calls` whole calls with one more request, `odd_id`, in their middle, through a monitor;
+    the store's stats once every event is stored or dead-lettered."""
+    good = [
+        kafka_sink_record(kind, f"call-{n}", body)
+        for n in range(calls)
+        for kind, body in (
+            (events.KSERVE_REQUEST_TYPE, {"instances": [[n, 1]]}),
+            (events.KSERVE_RESPONSE_TYPE, {"predictions": [n]}),
+        )
+    ]
+    odd = kafka_sink_record(events.KSERVE_REQUEST_TYPE, odd_id, {"instances": [[1, 1]]})
+    produce(bootstrap, topic, [*good[:calls], odd, *good[calls:]])
+    monitor = start_monitor(bootstrap, topic, database_url)
+    try:
+        stats = wait_for_stats(store, lambda s: s["events"] + s["dead_letters"] > 2 * calls)
+        assert monitor.running(), "the monitor goes on"
+    finally:
+        monitor.stop()
+    return stats
+
+
 def test_an_event_the_database_refuses_for_good_is_dead_lettered_and_the_rest_stored(
     kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
 ) -> None:
@@ -166,23 +191,7 @@ def test_an_event_the_database_refuses_for_good_is_dead_lettered_and_the_rest_st
     the batch; SQLite takes it."""
     topic = new_topic()
     huge_id = random.Random(3).randbytes(5000).hex()
-    good = [
-        kafka_sink_record(kind, f"call-{n}", body)
-        for n in range(20)
-        for kind, body in (
-            (events.KSERVE_REQUEST_TYPE, {"instances": [[n]]}),
-            (events.KSERVE_RESPONSE_TYPE, {"predictions": [n]}),
-        )
-    ]
-    refused = kafka_sink_record(events.KSERVE_REQUEST_TYPE, huge_id, {"instances": [[1]]})
-    produce(kafka_bootstrap, topic, [*good[:20], refused, *good[20:]])
-
-    monitor = start_monitor(kafka_bootstrap, topic, database_url)
-    try:
-        stats = wait_for_stats(store, lambda s: s["events"] + s["dead_letters"] >= 41)
-        assert monitor.running(), "the monitor goes on"
-    finally:
-        monitor.stop()
+    stats = _store_calls_around(kafka_bootstrap, topic, database_url, store, 20, huge_id)
     if make_url(database_url).get_backend_name() == "sqlite":
         assert (stats["events"], stats["dead_letters"]) == (41, 0)
         return
@@ -218,23 +227,7 @@ def test_an_event_a_trigger_refuses_is_dead_lettered_on_either_database(
         for statement in _REFUSE_POISON[store.engine.dialect.name]:
             connection.exec_driver_sql(statement)
     topic = new_topic()
-    good = [
-        kafka_sink_record(kind, f"call-{n}", body)
-        for n in range(10)
-        for kind, body in (
-            (events.KSERVE_REQUEST_TYPE, {"instances": [[n, 1]]}),
-            (events.KSERVE_RESPONSE_TYPE, {"predictions": [n]}),
-        )
-    ]
-    poison = kafka_sink_record(events.KSERVE_REQUEST_TYPE, "poison", {"instances": [[1, 1]]})
-    produce(kafka_bootstrap, topic, [*good[:10], poison, *good[10:]])
-
-    monitor = start_monitor(kafka_bootstrap, topic, database_url)
-    try:
-        stats = wait_for_stats(store, lambda s: s["events"] + s["dead_letters"] >= 21)
-        assert monitor.running(), "the monitor goes on"
-    finally:
-        monitor.stop()
+    stats = _store_calls_around(kafka_bootstrap, topic, database_url, store, 10, "poison")
     assert (stats["events"], stats["inferences"], stats["instances"]) == (20, 10, 10)
     assert stats["dead_letters"] == 1
     [letter] = read_topic(kafka_bootstrap, f"{topic}.dlq", 1, timeout_s=20)
