@@ -282,7 +282,7 @@ _MAX_HEADER_LAYOUTS = 256
 
 
 @dataclass(frozen=True, slots=True)
-class _HeaderLayout:
+class HeaderLayout:
     """Where a binary-mode record with these header names keeps its attributes."""
 
     attributes: tuple[tuple[int, str], ...]  # (header index, attribute name)
@@ -290,10 +290,10 @@ class _HeaderLayout:
     non_empty: tuple[str, ...]  # attributes present that must not be empty
 
 
-_header_layouts: dict[tuple[str, ...], _HeaderLayout | None] = {}
+_header_layouts: dict[tuple[str, ...], HeaderLayout | None] = {}
 
 
-def _header_layout(names: tuple[str, ...]) -> _HeaderLayout | None:
+def _header_layout(names: tuple[str, ...]) -> HeaderLayout | None:
     """None when the names alone need the full check: a duplicate, an odd or missing name."""
     lowered = [name.lower() for name in names]
     attributes = [
@@ -316,23 +316,29 @@ def _header_layout(names: tuple[str, ...]) -> _HeaderLayout | None:
     if not clean:
         return None
     present = attribute_names | ({"datacontenttype"} if content_types else set())
-    return _HeaderLayout(
+    return HeaderLayout(
         attributes=tuple(attributes),
         content_type=content_types[0] if content_types else None,
         non_empty=tuple(name for name in _NON_EMPTY_ATTRIBUTES if name in present),
     )
 
 
-def _binary_attributes(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str] | None:
-    """The attribute texts of a binary-mode record whose every check but the time's passes,
-    else None."""
-    names = tuple(map(itemgetter(0), headers))
+def binary_header_layout(names: tuple[str, ...]) -> HeaderLayout | None:
+    """Where records with these header names keep their attributes, remembered per name list;
+    None when such a record needs the full check."""
     try:
-        layout = _header_layouts[names]
+        return _header_layouts[names]
     except KeyError:
         layout = _header_layout(names)
         if len(_header_layouts) < _MAX_HEADER_LAYOUTS:
             _header_layouts[names] = layout
+        return layout
+
+
+def _binary_attributes(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str] | None:
+    """The attribute texts of a binary-mode record whose every check but the time's passes,
+    else None."""
+    layout = binary_header_layout(tuple(map(itemgetter(0), headers)))
     if layout is None:
         return None
     try:

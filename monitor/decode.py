@@ -82,18 +82,18 @@ def decode(message: KafkaMessage, max_event_bytes: int) -> StoredEvent | DeadLet
     )
 
 
-def _int_or_none(text: str | None) -> int | None:
+def int_or_none(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
-def _float_or_none(text: str | None) -> float | None:
+def float_or_none(text: str | None) -> float | None:
     try:
         return float(text) if text is not None else None
     except ValueError:
         return None
 
 
-def _model(attributes: Mapping[str, str]) -> str | None:
+def model_of(attributes: Mapping[str, str]) -> str | None:
     """Our `modelname`, else the model in the path, else KServe's service or Seldon's model id."""
     model = attributes.get(events.EXT_MODEL_NAME)
     if not model:
@@ -107,14 +107,22 @@ def _model(attributes: Mapping[str, str]) -> str | None:
     )
 
 
-def _status_code(attributes: Mapping[str, str], kind: EventKind) -> int | None:
-    status = _int_or_none(attributes.get(events.EXT_STATUS_CODE))
+def status_code_of(attributes: Mapping[str, str], kind: EventKind) -> int | None:
+    status = int_or_none(attributes.get(events.EXT_STATUS_CODE))
     if status is None and kind == "response" and attributes["type"] == events.KSERVE_RESPONSE_TYPE:
         return 200  # KServe's own logger emits response events only for status 200
     return status
 
 
-def _parse(kind: EventKind, payload: bytes, content_type: str | None) -> ParsedPayload:
+_TRUNCATED = ParsedPayload(kind="raw", rows=None, error="payload was truncated by the logger")
+
+
+def parsed_payload(
+    kind: EventKind, payload: bytes, content_type: str | None, truncated: bool
+) -> ParsedPayload:
+    """The payload exploded into rows, or why not (a truncated payload is not exploded)."""
+    if truncated:
+        return _TRUNCATED
     if kind == "request":
         return parse_request(payload, content_type)
     if kind == "response":
@@ -129,10 +137,7 @@ def stored_event(parts: events.EventParts, topic: str, partition: int, offset: i
     kind = EVENT_KINDS.get(event_type, "other")
     content_type = text("datacontenttype")
     truncated = text(events.EXT_TRUNCATED) == "true"
-    if truncated:
-        parsed = ParsedPayload(kind="raw", rows=None, error="payload was truncated by the logger")
-    else:
-        parsed = _parse(kind, payload, content_type)
+    parsed = parsed_payload(kind, payload, content_type, truncated)
     return StoredEvent(
         source=attributes["source"],
         event_id=attributes["id"],
@@ -146,13 +151,13 @@ def stored_event(parts: events.EventParts, topic: str, partition: int, offset: i
         topic=topic,
         partition=partition,
         offset=offset,
-        model=_model(attributes),
+        model=model_of(attributes),
         namespace=text(events.EXT_NAMESPACE) or None,
         inference_service=text(events.EXT_INFERENCE_SERVICE) or None,
         component=text(events.EXT_COMPONENT) or None,
         protocol=text(events.EXT_PROTOCOL) or None,
-        status_code=_status_code(attributes, kind),
-        latency_ms=_float_or_none(text(events.EXT_LATENCY_MS) or None),
+        status_code=status_code_of(attributes, kind),
+        latency_ms=float_or_none(text(events.EXT_LATENCY_MS) or None),
         truncated=truncated,
         payload_kind=parsed.kind,
         rows=parsed.rows,

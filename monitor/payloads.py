@@ -173,7 +173,7 @@ def _make_positional_names(width: int) -> tuple[str, ...]:
 _cached_positional_names = lru_cache(maxsize=256)(_make_positional_names)
 
 
-def _positional_names(width: int) -> tuple[str, ...]:
+def positional_names(width: int) -> tuple[str, ...]:
     if width <= _CACHED_NAMES_MAX:
         return _cached_positional_names(width)
     return _make_positional_names(width)
@@ -183,13 +183,13 @@ def _instance_rows(instances: list[Any]) -> list[Row]:
     if instances and type(instances[0]) is list:  # the usual batch: lists of one width
         width = len(instances[0])
         if all(type(instance) is list and len(instance) == width for instance in instances):
-            names = _positional_names(width)
+            names = positional_names(width)
             return [dict(zip(names, instance, strict=True)) for instance in instances]
     rows: list[Row] = []
     for instance in instances:
         kind = type(instance)
         if kind is list:
-            rows.append(dict(zip(_positional_names(len(instance)), instance, strict=True)))
+            rows.append(dict(zip(positional_names(len(instance)), instance, strict=True)))
         elif kind is dict:
             rows.append(instance)
         else:

@@ -13,6 +13,7 @@ same Store reconnects by itself.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from monitor import migrations, store_read
+from monitor.decode import KafkaMessage
 from monitor.records import DeadLetter, StoredEvent
 from monitor.schema import (
     AWAITING_RESPONSE,
@@ -42,6 +44,14 @@ from monitor.store_engine import WRITE_TRANSACTION, create_store_engine
 from monitor.store_read import InferenceSummary
 from monitor.store_rows import BatchRows, batch_rows, storable_text
 from monitor.store_write import UnstorableTextError, WriteResult, write_postgresql, write_sqlite
+
+log = logging.getLogger(__name__)
+
+try:  # compiled at install where a C compiler is at hand (setup.py)
+    from monitor._one_pass import one_pass_rows
+except ImportError:
+    one_pass_rows = None
+ONE_PASS_BUILT = one_pass_rows is not None
 
 __all__ = [
     "InferenceSummary",
@@ -130,6 +140,10 @@ class Store:
     def engine(self) -> Engine:
         return self._engine
 
+    @property
+    def dialect(self) -> str:
+        return self._dialect
+
     def close(self) -> None:
         """Closes the pooled connections; the Store reconnects if used again."""
         self._engine.dispose()
@@ -177,6 +191,26 @@ class Store:
             calls.update(row[0] for row in rows.inferences)
             instance_keys.update((row[0], row[1]) for row in rows.instances)
         return PreparedBatch(parts, len(events), len(calls), len(instance_keys))
+
+    def prepare_records(
+        self, records: Sequence[KafkaMessage], max_event_bytes: int
+    ) -> PreparedBatch | None:
+        """`prepare` straight from Kafka records in one pass (`monitor/_one_pass.pyx`), when
+        it is built, the database is SQLite and every record is plain; else None: decode them
+        and `prepare`."""
+        if one_pass_rows is None or self._dialect != "sqlite":
+            return None
+        if not 0 < len(records) <= SUB_BATCH_EVENTS:
+            return None
+        stored_at = sqlite_time_text(datetime.now(UTC))
+        try:
+            rows = one_pass_rows(records, max_event_bytes, stored_at)
+        except Exception:  # a bug there must not cost the batch: the general path takes it
+            log.exception("the one-pass path failed on a batch; decoding it record by record")
+            return None
+        if rows is None:
+            return None
+        return PreparedBatch([rows], len(records), len(rows.inferences), len(rows.instances))
 
     def write_prepared(self, batch: PreparedBatch) -> WriteResult:
         """The second half of `write`: the rows in one transaction."""

@@ -1,0 +1,10 @@
+"""Types of the compiled module built from _one_pass.pyx."""
+
+from collections.abc import Sequence
+
+from monitor.decode import KafkaMessage
+from monitor.store_rows import BatchRows
+
+def one_pass_rows(
+    messages: Sequence[KafkaMessage], max_event_bytes: int, stored_at_text: str
+) -> BatchRows | None: ...

@@ -1,0 +1,331 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, infer_types=True
+"""The usual SQLite batch, from Kafka records to rows in one pass, compiled.
+
+`decode` and `store_rows.batch_rows` handle every record there is, through a `StoredEvent`
+per record and an `_Inference` per call, in Python; that was two thirds of the monitor's CPU
+per event. Most batches are plainer: binary-mode events of header names seen before, each
+once, at most one request and one response per call, times in UTC. For those this builds the
+very same rows (tests/monitor/test_one_pass.py compares them on generated batches) without
+the intermediate objects, with C where it pays (header texts, time text) and the general
+path's own Python helpers for anything less common (payloads other than v1 `instances` of
+equal-width lists and v1 `predictions`, status codes, model paths). A record it is not sure
+about sends the whole batch back to the general path: `one_pass_rows` returns None.
+
+Built by setup.py where a C compiler is at hand; without it the monitor takes the general
+path for every batch (~1.3x the CPU per event, BENCHMARKS.md).
+"""
+
+from cpython.datetime cimport (
+    PyDateTime_DATE_GET_HOUR,
+    PyDateTime_DATE_GET_MICROSECOND,
+    PyDateTime_DATE_GET_MINUTE,
+    PyDateTime_DATE_GET_SECOND,
+    PyDateTime_GET_DAY,
+    PyDateTime_GET_MONTH,
+    PyDateTime_GET_YEAR,
+    datetime,
+    import_datetime,
+)
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.math cimport isfinite
+from libc.stdio cimport snprintf
+
+from datetime import UTC
+
+import orjson
+
+from infermon import events
+from infermon.events import binary_header_layout
+from monitor import payloads
+from monitor.decode import (
+    EVENT_KINDS,
+    HEADERS_NOT_COUNTED_BELOW_BYTES,
+    parsed_payload,
+    status_code_of,
+)
+from monitor.store_rows import BatchRows, latency_ms, to_json
+
+import_datetime()
+
+cdef object fromisoformat = datetime.fromisoformat
+cdef object orjson_loads = orjson.loads
+cdef object orjson_dumps = orjson.dumps
+cdef object parse_inference_path = events.parse_inference_path
+cdef object positional_names = payloads.positional_names
+cdef long long INT32_MIN = -(2 ** 31)
+cdef long long INT32_MAX = 2 ** 31 - 1
+
+# What a call's request or response contributes, by position (a tuple is the cheapest record).
+cdef enum:
+    MODEL = 0
+    NAMESPACE = 1
+    SERVICE = 2
+    COMPONENT = 3
+    PROTOCOL = 4
+    TIME = 5
+    TIME_TEXT = 6
+    STATUS = 7
+    LATENCY = 8
+    ROWS = 9
+    PAYLOAD_KIND = 10
+    ENCODED_ROWS = 11
+
+
+cdef str json_text(object value):
+    try:
+        return (<bytes>orjson_dumps(value)).decode()
+    except TypeError:
+        return to_json(value)
+
+
+cdef str sqlite_time(datetime moment):
+    cdef char buffer[40]
+    cdef int length = snprintf(
+        buffer, sizeof(buffer), "%04d-%02d-%02d %02d:%02d:%02d.%06d",
+        PyDateTime_GET_YEAR(moment), PyDateTime_GET_MONTH(moment), PyDateTime_GET_DAY(moment),
+        PyDateTime_DATE_GET_HOUR(moment), PyDateTime_DATE_GET_MINUTE(moment),
+        PyDateTime_DATE_GET_SECOND(moment), PyDateTime_DATE_GET_MICROSECOND(moment),
+    )
+    return PyUnicode_DecodeUTF8(buffer, length, NULL)
+
+
+cdef dict attributes_of(list headers):
+    """The attribute texts as `events._binary_attributes` reads them, else None."""
+    cdef Py_ssize_t index
+    layout = binary_header_layout(tuple([header[0] for header in headers]))
+    if layout is None:
+        return None
+    cdef dict attributes = {}
+    cdef object raw
+    for index, name in layout.attributes:
+        raw = headers[index][1]  # headers come from outside: no unchecked casts
+        if type(raw) is not bytes:
+            return None
+        try:
+            attributes[name] = (<bytes>raw).decode()
+        except UnicodeDecodeError:
+            return None
+    if layout.content_type is not None:
+        raw = headers[layout.content_type][1]
+        if type(raw) is not bytes:
+            return None
+        try:
+            content_type = (<bytes>raw).decode()
+        except UnicodeDecodeError:
+            return None
+        if content_type and content_type.lower().startswith("application/cloudevents"):
+            return None
+        attributes["datacontenttype"] = content_type
+    if attributes["specversion"] != "1.0":
+        return None
+    for name in layout.non_empty:
+        if not attributes[name]:
+            return None
+    return attributes
+
+
+cdef object model_of(dict attributes):
+    model = attributes.get("modelname")
+    if not model:
+        path = attributes.get("path")
+        model = parse_inference_path(path)[1] if path else None
+    return (
+        model
+        or attributes.get("inferenceservicename")
+        or attributes.get("modelid")
+        or None
+    )
+
+
+cdef object latency_of(dict attributes):
+    text = attributes.get("latencyms")
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if isfinite(value) else None
+
+
+cdef object int32(object value):
+    if value is None:
+        return None
+    return value if INT32_MIN <= value <= INT32_MAX else None
+
+
+cdef tuple explode(str kind, bytes payload, object content_type, bint truncated):
+    """(payload kind, rows or None, error) as `decode.parsed_payload` gives them."""
+    if not truncated and (content_type is None or content_type == "application/json") \
+            and payload and payload[0] == 123:  # '{'
+        try:
+            document = orjson_loads(payload)
+        except orjson.JSONDecodeError:
+            document = None
+        if type(document) is dict:
+            rows = v1_request_rows(<dict>document) if kind == "request" \
+                else v1_response_rows(<dict>document)
+            if rows is not None:
+                return "v1", rows, None
+    parsed = parsed_payload(kind, payload, content_type, truncated)
+    return parsed.kind, parsed.rows, parsed.error
+
+
+cdef list v1_request_rows(dict document):
+    instances = document.get("instances")
+    if type(instances) is not list or not instances:
+        return None
+    first = (<list>instances)[0]
+    if type(first) is not list:
+        return None
+    cdef Py_ssize_t width = len(<list>first)
+    for instance in <list>instances:
+        if type(instance) is not list or len(<list>instance) != width:
+            return None
+    names = positional_names(width)
+    return [dict(zip(names, instance)) for instance in <list>instances]
+
+
+cdef list v1_response_rows(dict document):
+    if "predictions" not in document:
+        return None
+    predictions = document["predictions"]
+    if type(predictions) is not list:
+        return None
+    return [p if type(p) is dict else {"prediction": p} for p in <list>predictions]
+
+
+def one_pass_rows(messages, Py_ssize_t max_event_bytes, str stored_at_text):
+    """The rows `batch_rows` makes of these records for SQLite, or None if any is unusual."""
+    cdef list event_rows = []
+    cdef set keys = set()
+    cdef dict calls = {}
+    cdef list with_rows = []
+    cdef dict attributes
+    cdef list side
+    cdef Py_ssize_t index
+    for message in messages:
+        value = message.value()
+        if type(value) is not bytes:
+            return None
+        size = len(<bytes>value)
+        if size >= HEADERS_NOT_COUNTED_BELOW_BYTES or size > max_event_bytes:
+            return None
+        headers = message.headers()
+        if type(headers) is not list or not headers:
+            return None
+        attributes = attributes_of(<list>headers)
+        if attributes is None:
+            return None
+        time_text = attributes.get("time")
+        if time_text is None:
+            return None
+        try:
+            time = fromisoformat(time_text)
+        except ValueError:
+            return None
+        if time.tzinfo is not UTC:
+            return None
+        source = attributes["source"]
+        event_id = attributes["id"]
+        event_type = attributes["type"]
+        kind = EVENT_KINDS.get(event_type)
+        key = (source, event_id, event_type)
+        if kind is None or key in keys:
+            return None
+        keys.add(key)
+        request_id = attributes.get("requestid") or event_id
+        found = calls.get(request_id)
+        if found is None:
+            side = [None, None]
+            calls[request_id] = side
+        else:
+            side = <list>found
+        index = 0 if kind == "request" else 1
+        if side[index] is not None:
+            return None
+        content_type = attributes.get("datacontenttype")
+        truncated = attributes.get("truncated") == "true"
+        payload_kind, rows, error = explode(kind, <bytes>value, content_type, truncated)
+        model = model_of(attributes)
+        time_value = sqlite_time(<datetime>time)
+        event_rows.append((
+            source, event_id, event_type, kind, request_id, model, time_value, stored_at_text,
+            content_type, json_text(attributes), value, size, payload_kind, error, truncated,
+            message.topic() or "", int32(message.partition() or 0), message.offset() or 0,
+        ))
+        encoded = [json_text(row) for row in rows] if rows else None
+        other = side[1 - index]
+        if encoded is not None and (other is None or (<tuple>other)[ENCODED_ROWS] is None):
+            with_rows.append(request_id)
+        if index == 1:
+            status = int32(status_code_of(attributes, kind))
+            latency = latency_of(attributes)
+        else:
+            status = latency = None
+        side[index] = (
+            model, attributes.get("namespace") or None,
+            attributes.get("inferenceservicename") or None,
+            attributes.get("component") or None, attributes.get("protocol") or None, time,
+            time_value, status, latency, None if rows is None else len(rows), payload_kind,
+            encoded,
+        )
+    return BatchRows(
+        events=event_rows,
+        inferences=[inference_row(request_id, sides[0], sides[1])
+                    for request_id, sides in calls.items()],
+        instances=[row for request_id in with_rows
+                   for row in instance_rows(request_id, calls[request_id])],
+        dead_letters=[],
+    )
+
+
+cdef object either(object request, object response, int field):
+    if request is not None and (<tuple>request)[field] is not None:
+        return (<tuple>request)[field]
+    return None if response is None else (<tuple>response)[field]
+
+
+cdef tuple inference_row(object request_id, object request, object response):
+    request_time = None if request is None else (<tuple>request)[TIME]
+    response_time = None if response is None else (<tuple>response)[TIME]
+    latency = None if response is None else (<tuple>response)[LATENCY]
+    if latency is None and request_time is not None and response_time is not None:
+        latency = latency_ms(request_time, response_time)
+    request_rows = None if request is None else (<tuple>request)[ROWS]
+    response_rows = None if response is None else (<tuple>response)[ROWS]
+    first = request if request is not None else response
+    return (
+        request_id, either(request, response, MODEL), either(request, response, NAMESPACE),
+        either(request, response, SERVICE), either(request, response, COMPONENT),
+        either(request, response, PROTOCOL), (<tuple>first)[TIME_TEXT],
+        None if request is None else (<tuple>request)[TIME_TEXT],
+        None if response is None else (<tuple>response)[TIME_TEXT],
+        latency, None if response is None else (<tuple>response)[STATUS],
+        request_rows if request_rows is not None else response_rows,
+        request_rows, response_rows,
+        request_rows is not None and response_rows is not None and request_rows != response_rows,
+        request is not None, response is not None, False,
+        None if request is None else (<tuple>request)[PAYLOAD_KIND],
+        None if response is None else (<tuple>response)[PAYLOAD_KIND],
+    )
+
+
+cdef list instance_rows(object request_id, list sides):
+    request, response = sides[0], sides[1]
+    features = () if request is None else ((<tuple>request)[ENCODED_ROWS] or ())
+    predictions = () if response is None else ((<tuple>response)[ENCODED_ROWS] or ())
+    cdef Py_ssize_t count_features = len(features), count_predictions = len(predictions)
+    cdef Py_ssize_t index
+    cdef list rows = []
+    for index in range(max(count_features, count_predictions)):
+        prediction = predictions[index] if index < count_predictions else None
+        if index >= count_features:
+            rows.append((request_id, index, (<tuple>response)[MODEL],
+                         (<tuple>response)[TIME_TEXT], None, prediction))
+            continue
+        model = (<tuple>request)[MODEL] if prediction is None \
+            else either(request, response, MODEL)
+        rows.append((request_id, index, model, (<tuple>request)[TIME_TEXT], features[index],
+                     prediction))
+    return rows
