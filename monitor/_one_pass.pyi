@@ -1,10 +1,11 @@
 """Types of the compiled module built from _one_pass.pyx."""
 
 from collections.abc import Sequence
+from typing import Any
 
 from monitor.decode import KafkaMessage
 from monitor.store_rows import BatchRows
 
 def one_pass_rows(
-    messages: Sequence[KafkaMessage], max_event_bytes: int, stored_at_text: str
+    messages: Sequence[KafkaMessage], max_event_bytes: int, stored_at: Any, times_as_text: bool
 ) -> BatchRows | None: ...

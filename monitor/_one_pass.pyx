@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, infer_types=True
-"""The usual SQLite batch, from Kafka records to rows in one pass, compiled.
+"""The usual batch, from Kafka records to rows in one pass, compiled.
 
 `decode` and `store_rows.batch_rows` handle every record there is, through a `StoredEvent`
 per record and an `_Inference` per call, in Python; that was two thirds of the monitor's CPU
@@ -11,6 +11,7 @@ path's own Python helpers for anything less common (payloads other than v1 `inst
 equal-width lists and v1 `predictions`, status codes, model paths). A record it is not sure
 about sends the whole batch back to the general path: `one_pass_rows` returns None.
 
+PostgreSQL batches take it too, with times as datetimes instead of SQLite's text.
 Built by setup.py where a C compiler is at hand; without it the monitor takes the general
 path for every batch (~1.3x the CPU per event, BENCHMARKS.md).
 """
@@ -195,8 +196,12 @@ cdef list v1_response_rows(dict document):
     return [p if type(p) is dict else {"prediction": p} for p in <list>predictions]
 
 
-def one_pass_rows(messages, Py_ssize_t max_event_bytes, str stored_at_text):
-    """The rows `batch_rows` makes of these records for SQLite, or None if any is unusual."""
+def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as_text):
+    """The rows `batch_rows` makes of these records, or None if any is unusual.
+
+    Times go to the database as SQLite's text (`times_as_text`) or as the aware UTC datetimes
+    they were read as (PostgreSQL); `stored_at` is already in that form.
+    """
     cdef list event_rows = []
     cdef set keys = set()
     cdef dict calls = {}
@@ -248,9 +253,9 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, str stored_at_text):
         truncated = attributes.get("truncated") == "true"
         payload_kind, rows, error = explode(kind, <bytes>value, content_type, truncated)
         model = model_of(attributes)
-        time_value = sqlite_time(<datetime>time)
+        time_value = sqlite_time(<datetime>time) if times_as_text else time
         event_rows.append((
-            source, event_id, event_type, kind, request_id, model, time_value, stored_at_text,
+            source, event_id, event_type, kind, request_id, model, time_value, stored_at,
             content_type, json_text(attributes), value, size, payload_kind, error, truncated,
             message.topic() or "", int32(message.partition() or 0), message.offset() or 0,
         ))

@@ -153,7 +153,7 @@ class MonitorService:
         database = make_url(self._settings.database_url).render_as_string(hide_password=True)
         log.info("consuming %s as group %s into %s", self._settings.topic,
                  self._settings.group, database)  # fmt: skip
-        if self._store.dialect == "sqlite" and not ONE_PASS_BUILT:
+        if not ONE_PASS_BUILT:
             log.warning(
                 "the compiled one-pass path was not built (no C compiler at install):"
                 " every batch is decoded record by record, ~1.3x the CPU per event"

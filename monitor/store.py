@@ -140,10 +140,6 @@ class Store:
     def engine(self) -> Engine:
         return self._engine
 
-    @property
-    def dialect(self) -> str:
-        return self._dialect
-
     def close(self) -> None:
         """Closes the pooled connections; the Store reconnects if used again."""
         self._engine.dispose()
@@ -196,15 +192,12 @@ class Store:
         self, records: Sequence[KafkaMessage], max_event_bytes: int
     ) -> PreparedBatch | None:
         """`prepare` straight from Kafka records in one pass (`monitor/_one_pass.pyx`), when
-        it is built, the database is SQLite and every record is plain; else None: decode them
-        and `prepare`."""
-        if one_pass_rows is None or self._dialect != "sqlite":
+        it is built and every record is plain; else None: decode them and `prepare`."""
+        if one_pass_rows is None or not 0 < len(records) <= SUB_BATCH_EVENTS:
             return None
-        if not 0 < len(records) <= SUB_BATCH_EVENTS:
-            return None
-        stored_at = sqlite_time_text(datetime.now(UTC))
+        stored_at = self._time_value(datetime.now(UTC))
         try:
-            rows = one_pass_rows(records, max_event_bytes, stored_at)
+            rows = one_pass_rows(records, max_event_bytes, stored_at, self._dialect == "sqlite")
         except Exception:  # a bug there must not cost the batch: the general path takes it
             log.exception("the one-pass path failed on a batch; decoding it record by record")
             return None

@@ -5,21 +5,23 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from infermon import events
 from monitor.decode import decode
 from monitor.records import DeadLetter, StoredEvent
-from monitor.schema import sqlite_time_text
+from monitor.schema import as_utc, sqlite_time_text
 from monitor.store_rows import batch_rows
 from tests.monitor.test_decode import FakeMessage
 
 one_pass = pytest.importorskip(
     "monitor._one_pass", reason="built only where a C compiler was at hand at install"
 )
-usual_batch_rows = one_pass.one_pass_rows
+one_pass_rows = one_pass.one_pass_rows
 
 MAX_EVENT_BYTES = 4096
 STORED_AT = datetime(2026, 11, 29, 9, 30, 0, 250_000, tzinfo=UTC)
@@ -139,19 +141,25 @@ def _batch(rng: random.Random, first_call: int) -> list[FakeMessage]:
     return records
 
 
-def test_generated_batches_make_the_same_rows_as_the_general_path() -> None:
+@pytest.mark.parametrize(
+    ("times_as_text", "time_value"), [(True, sqlite_time_text), (False, as_utc)],
+    ids=["sqlite", "postgresql"],
+)  # fmt: skip
+def test_generated_batches_make_the_same_rows_as_the_general_path(
+    times_as_text: bool, time_value: Callable[[datetime], Any]
+) -> None:
     rng = random.Random(20261129)
     outcomes: Counter[str] = Counter()
     for batch_number in range(2500):
         records = _batch(rng, batch_number * 10)
         decoded = [decode(record, MAX_EVENT_BYTES) for record in records]
-        rows = usual_batch_rows(records, MAX_EVENT_BYTES, sqlite_time_text(STORED_AT))
+        rows = one_pass_rows(records, MAX_EVENT_BYTES, time_value(STORED_AT), times_as_text)
         if rows is None:
             outcomes["declined"] += 1
             continue
         assert not any(isinstance(event, DeadLetter) for event in decoded)
         stored = [event for event in decoded if isinstance(event, StoredEvent)]
-        assert rows == batch_rows(stored, [], STORED_AT, sqlite_time_text), records
+        assert rows == batch_rows(stored, [], STORED_AT, time_value), records
         outcomes["one pass"] += 1
         calls = Counter(event.request_id for event in stored)
         outcomes["with both sides"] += any(count == 2 for count in calls.values())
@@ -171,10 +179,10 @@ def test_a_batch_with_a_dead_letter_or_an_unknown_type_is_declined() -> None:
     good.header_list.append(("ce_time", b"2026-11-29T08:00:00Z"))
     good.header_list = [h for h in good.header_list if h[0] != "ce_type"]
     good.header_list.append(("ce_type", events.KSERVE_REQUEST_TYPE.encode()))
-    assert usual_batch_rows([good], MAX_EVENT_BYTES, "t") is not None
+    assert one_pass_rows([good], MAX_EVENT_BYTES, "t", True) is not None
     no_id = FakeMessage(good.value_bytes, [h for h in good.header_list if h[0] != "ce_id"])
-    assert usual_batch_rows([good, no_id], MAX_EVENT_BYTES, "t") is None
+    assert one_pass_rows([good, no_id], MAX_EVENT_BYTES, "t", True) is None
     other = FakeMessage(good.value_bytes, [
         *[h for h in good.header_list if h[0] != "ce_type"], ("ce_type", b"com.example.x")
     ])  # fmt: skip
-    assert usual_batch_rows([other, good], MAX_EVENT_BYTES, "t") is None
+    assert one_pass_rows([other, good], MAX_EVENT_BYTES, "t", True) is None
