@@ -196,6 +196,33 @@ cdef list v1_response_rows(dict document):
     return [p if type(p) is dict else {"prediction": p} for p in <list>predictions]
 
 
+cdef tuple usual_record(message, Py_ssize_t max_event_bytes):
+    """(payload, attribute texts, time) of a binary-mode record `decode` would accept as it
+    is, with a time in UTC; None for anything else."""
+    value = message.value()
+    if type(value) is not bytes:
+        return None
+    size = len(<bytes>value)
+    if size >= HEADERS_NOT_COUNTED_BELOW_BYTES or size > max_event_bytes:
+        return None
+    headers = message.headers()
+    if type(headers) is not list or not headers:
+        return None
+    attributes = attributes_of(<list>headers)
+    if attributes is None:
+        return None
+    time_text = attributes.get("time")
+    if time_text is None:
+        return None
+    try:
+        time = fromisoformat(time_text)
+    except ValueError:
+        return None
+    if time.tzinfo is not UTC:
+        return None
+    return value, attributes, time
+
+
 def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as_text):
     """The rows `batch_rows` makes of these records, or None if any is unusual.
 
@@ -204,33 +231,17 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as
     """
     cdef list event_rows = []
     cdef set keys = set()
-    cdef dict calls = {}
-    cdef list with_rows = []
+    cdef dict calls = {}  # request id -> [request, response]
+    cdef list with_rows = []  # request ids in the order their first rows arrived
     cdef dict attributes
     cdef list side
     cdef Py_ssize_t index
     for message in messages:
-        value = message.value()
-        if type(value) is not bytes:
+        record = usual_record(message, max_event_bytes)
+        if record is None:
             return None
+        value, attributes, time = record
         size = len(<bytes>value)
-        if size >= HEADERS_NOT_COUNTED_BELOW_BYTES or size > max_event_bytes:
-            return None
-        headers = message.headers()
-        if type(headers) is not list or not headers:
-            return None
-        attributes = attributes_of(<list>headers)
-        if attributes is None:
-            return None
-        time_text = attributes.get("time")
-        if time_text is None:
-            return None
-        try:
-            time = fromisoformat(time_text)
-        except ValueError:
-            return None
-        if time.tzinfo is not UTC:
-            return None
         source = attributes["source"]
         event_id = attributes["id"]
         event_type = attributes["type"]
@@ -262,7 +273,7 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as
         encoded = [json_text(row) for row in rows] if rows else None
         other = side[1 - index]
         if encoded is not None and (other is None or (<tuple>other)[ENCODED_ROWS] is None):
-            with_rows.append(request_id)
+            with_rows.append(request_id)  # where batch_rows first meets rows of this call
         if index == 1:
             status = int32(status_code_of(attributes, kind))
             latency = latency_of(attributes)
