@@ -6,9 +6,10 @@ per record and an `_Inference` per call, in Python; that was two thirds of the m
 per event. Most batches are plainer: binary-mode events of header names seen before, each
 once, at most one request and one response per call, times in UTC. For those this builds the
 very same rows (tests/monitor/test_one_pass.py compares them on generated batches) without
-the intermediate objects, with C where it pays (header texts, time text) and the general
-path's own Python helpers for anything less common (payloads other than v1 `instances` of
-equal-width lists and v1 `predictions`, status codes, model paths). A record it is not sure
+the intermediate objects. It does in C only what pays (BENCHMARKS.md): reading the header
+texts (`events._binary_attributes`, ~3 us of ~10 per event), the SQLite time text and v1
+`instances` of equal-width lists and v1 `predictions`; every other rule is the general path's
+own helper, called from here. A record it is not sure
 about sends the whole batch back to the general path: `one_pass_rows` returns None.
 
 PostgreSQL batches take it too, with times as datetimes instead of SQLite's text.
@@ -28,33 +29,29 @@ from cpython.datetime cimport (
     import_datetime,
 )
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.math cimport isfinite
 from libc.stdio cimport snprintf
 
 from datetime import UTC
 
 import orjson
 
-from infermon import events
 from infermon.events import binary_header_layout
 from monitor import payloads
 from monitor.decode import (
     EVENT_KINDS,
     HEADERS_NOT_COUNTED_BELOW_BYTES,
+    float_or_none,
+    model_of,
     parsed_payload,
     status_code_of,
 )
-from monitor.store_rows import BatchRows, latency_ms, to_json
+from monitor.store_rows import BatchRows, finite, int32, latency_ms, to_json
 
 import_datetime()
 
 cdef object fromisoformat = datetime.fromisoformat
 cdef object orjson_loads = orjson.loads
-cdef object orjson_dumps = orjson.dumps
-cdef object parse_inference_path = events.parse_inference_path
 cdef object positional_names = payloads.positional_names
-cdef long long INT32_MIN = -(2 ** 31)
-cdef long long INT32_MAX = 2 ** 31 - 1
 
 # What a call's request or response contributes, by position (a tuple is the cheapest record).
 cdef enum:
@@ -70,13 +67,6 @@ cdef enum:
     ROWS = 9
     PAYLOAD_KIND = 10
     ENCODED_ROWS = 11
-
-
-cdef str json_text(object value):
-    try:
-        return (<bytes>orjson_dumps(value)).decode()
-    except TypeError:
-        return to_json(value)
 
 
 cdef str sqlite_time(datetime moment):
@@ -123,36 +113,6 @@ cdef dict attributes_of(list headers):
         if not attributes[name]:
             return None
     return attributes
-
-
-cdef object model_of(dict attributes):
-    model = attributes.get("modelname")
-    if not model:
-        path = attributes.get("path")
-        model = parse_inference_path(path)[1] if path else None
-    return (
-        model
-        or attributes.get("inferenceservicename")
-        or attributes.get("modelid")
-        or None
-    )
-
-
-cdef object latency_of(dict attributes):
-    text = attributes.get("latencyms")
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if isfinite(value) else None
-
-
-cdef object int32(object value):
-    if value is None:
-        return None
-    return value if INT32_MIN <= value <= INT32_MAX else None
 
 
 cdef tuple explode(str kind, bytes payload, object content_type, bint truncated):
@@ -267,16 +227,16 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as
         time_value = sqlite_time(<datetime>time) if times_as_text else time
         event_rows.append((
             source, event_id, event_type, kind, request_id, model, time_value, stored_at,
-            content_type, json_text(attributes), value, size, payload_kind, error, truncated,
+            content_type, to_json(attributes), value, size, payload_kind, error, truncated,
             message.topic() or "", int32(message.partition() or 0), message.offset() or 0,
         ))
-        encoded = [json_text(row) for row in rows] if rows else None
+        encoded = [to_json(row) for row in rows] if rows else None
         other = side[1 - index]
         if encoded is not None and (other is None or (<tuple>other)[ENCODED_ROWS] is None):
             with_rows.append(request_id)  # where batch_rows first meets rows of this call
         if index == 1:
             status = int32(status_code_of(attributes, kind))
-            latency = latency_of(attributes)
+            latency = finite(float_or_none(attributes.get("latencyms") or None))
         else:
             status = latency = None
         side[index] = (

@@ -86,14 +86,14 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
-def _float_or_none(text: str | None) -> float | None:
+def float_or_none(text: str | None) -> float | None:
     try:
         return float(text) if text is not None else None
     except ValueError:
         return None
 
 
-def _model(attributes: Mapping[str, str]) -> str | None:
+def model_of(attributes: Mapping[str, str]) -> str | None:
     """Our `modelname`, else the model in the path, else KServe's service or Seldon's model id."""
     model = attributes.get(events.EXT_MODEL_NAME)
     if not model:
@@ -151,13 +151,13 @@ def stored_event(parts: events.EventParts, topic: str, partition: int, offset: i
         topic=topic,
         partition=partition,
         offset=offset,
-        model=_model(attributes),
+        model=model_of(attributes),
         namespace=text(events.EXT_NAMESPACE) or None,
         inference_service=text(events.EXT_INFERENCE_SERVICE) or None,
         component=text(events.EXT_COMPONENT) or None,
         protocol=text(events.EXT_PROTOCOL) or None,
         status_code=status_code_of(attributes, kind),
-        latency_ms=_float_or_none(text(events.EXT_LATENCY_MS) or None),
+        latency_ms=float_or_none(text(events.EXT_LATENCY_MS) or None),
         truncated=truncated,
         payload_kind=parsed.kind,
         rows=parsed.rows,

@@ -72,12 +72,12 @@ def _without_non_finite(value: Any) -> Any:
     return value
 
 
-def _int32(value: int | None) -> int | None:
+def int32(value: int | None) -> int | None:
     """An int the INTEGER columns take; anything else (a bogus status code) is unknown."""
     return value if value is None or _INT32_MIN <= value <= _INT32_MAX else None
 
 
-def _finite(value: float | None) -> float | None:
+def finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
 
@@ -112,8 +112,8 @@ class _Inference:
         self.time = time_value
         self.request_time = time if is_request else None
         self.response_time = None if is_request else time
-        self.latency_ms = None if is_request else _finite(event.latency_ms)
-        self.status_code = None if is_request else _int32(event.status_code)
+        self.latency_ms = None if is_request else finite(event.latency_ms)
+        self.status_code = None if is_request else int32(event.status_code)
         self.request_rows = rows if is_request else None
         self.response_rows = None if is_request else rows
         self.has_request = is_request
@@ -147,8 +147,8 @@ class _Inference:
         self.component = _first(self.component, event.component)
         self.protocol = _first(self.protocol, event.protocol)
         self.response_time = _first(self.response_time, time)
-        self.latency_ms = _first(self.latency_ms, _finite(event.latency_ms))
-        self.status_code = _first(self.status_code, _int32(event.status_code))
+        self.latency_ms = _first(self.latency_ms, finite(event.latency_ms))
+        self.status_code = _first(self.status_code, int32(event.status_code))
         self.response_rows = _first(self.response_rows, rows)
         self.has_response = True
         self.orphaned = False
@@ -231,7 +231,7 @@ def batch_rows(
             event.source, event.event_id, event.type, event.kind, event.request_id, event.model,
             value, stored_at_value, event.content_type, to_json(event.attributes),
             event.payload, len(event.payload), event.payload_kind, event.parse_error,
-            event.truncated, event.topic, _int32(event.partition), event.offset,
+            event.truncated, event.topic, int32(event.partition), event.offset,
         )  # fmt: skip
         if event.kind == "other":
             continue
@@ -282,7 +282,7 @@ def headers_json(headers: Sequence[tuple[str, bytes | None]]) -> str:
 
 def dead_letter_row(letter: DeadLetter, stored_at_value: Any) -> Row:
     return (
-        letter.topic, _int32(letter.partition), letter.offset, letter.key, letter.value,
+        letter.topic, int32(letter.partition), letter.offset, letter.key, letter.value,
         headers_json(letter.headers), letter.error, letter.error_class, letter.stage,
         stored_at_value,
     )  # fmt: skip

@@ -119,15 +119,35 @@ def _record(rng: random.Random, call: int, side: int, offset: int) -> FakeMessag
         headers.append(("content-type", content_type))
     for name, value in _extensions(rng, call, str(event_type)).items():
         headers.append((f"ce_{name}", value.encode()))
-    defect = rng.random()
-    if defect < 0.03:
-        headers = [h for h in headers if h[0] != "ce_id"]  # a dead letter
-    elif defect < 0.05:
-        headers.append(("ce_namespace", b"\xff"))  # not UTF-8, or a duplicate: the SDK decides
+    if rng.random() < 0.12:
+        headers = _defective(rng, headers)
     body = _request_body(rng) if side == 0 else _response_body(rng)
     if rng.random() < 0.02:
         body = b"x" * (MAX_EVENT_BYTES + 1)
     return FakeMessage(body, headers, offset_number=offset)
+
+
+def _defective(
+    rng: random.Random, headers: list[tuple[str, bytes | None]]
+) -> list[tuple[str, bytes | None]]:
+    """One of the defects that the one pass's own reading of the headers must notice."""
+    at = {name: index for index, (name, _) in enumerate(headers)}
+    defect = rng.randrange(7)
+    if defect == 0:
+        return [h for h in headers if h[0] != "ce_id"]  # a dead letter
+    if defect == 1:
+        return [*headers, ("ce_source", b"again")]  # a duplicate: the SDK decides
+    changed = list(headers)
+    name, value = rng.choice([
+        ("ce_type", b"\xff\xfe"), ("ce_source", None), ("ce_specversion", b"0.3"),
+        ("ce_id", b""), ("ce_source", b""), ("content-type", b"application/cloudevents+json"),
+        ("content-type", b""),
+    ])  # fmt: skip
+    if name in at:
+        changed[at[name]] = (name, value)
+    else:
+        changed.append((name, value))
+    return changed
 
 
 def _batch(rng: random.Random, first_call: int) -> list[FakeMessage]:
