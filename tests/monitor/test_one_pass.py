@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from infermon import events
+from monitor import store as store_module
 from monitor.decode import decode
 from monitor.records import DeadLetter, StoredEvent
 from monitor.schema import as_utc, sqlite_time_text
+from monitor.store import Store
 from monitor.store_rows import batch_rows
 from tests.monitor.test_decode import FakeMessage
 
@@ -206,3 +208,17 @@ def test_a_batch_with_a_dead_letter_or_an_unknown_type_is_declined() -> None:
         *[h for h in good.header_list if h[0] != "ce_type"], ("ce_type", b"com.example.x")
     ])  # fmt: skip
     assert one_pass_rows([other, good], MAX_EVENT_BYTES, "t", True) is None
+
+
+def test_a_failing_one_pass_hands_the_batch_to_the_general_path(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = _batch(random.Random(3), 0)
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug in the one pass")
+
+    monkeypatch.setattr(store_module, "one_pass_rows", broken)
+    assert store.prepare_records(records, MAX_EVENT_BYTES) is None
+    assert "decoding it record by record" in caplog.text
+    assert "a bug in the one pass" in caplog.text
