@@ -28,8 +28,7 @@ from cpython.datetime cimport (
     datetime,
     import_datetime,
 )
-from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdio cimport snprintf
+from cpython.unicode cimport PyUnicode_DecodeASCII
 
 from datetime import UTC
 
@@ -51,6 +50,7 @@ import_datetime()
 
 cdef object fromisoformat = datetime.fromisoformat
 cdef object orjson_loads = orjson.loads
+cdef object orjson_dumps = orjson.dumps
 cdef object positional_names = payloads.positional_names
 
 # What a call's request or response contributes, by position (a tuple is the cheapest record).
@@ -69,21 +69,65 @@ cdef enum:
     ENCODED_ROWS = 11
 
 
+cdef inline void put_digits(char* at, int value, int width):
+    """`value` as `width` decimal digits, zero-padded, right to left."""
+    cdef int index
+    for index in range(width - 1, -1, -1):
+        at[index] = <char>(48 + value % 10)
+        value //= 10
+
+
 cdef str sqlite_time(datetime moment):
-    cdef char buffer[40]
-    cdef int length = snprintf(
-        buffer, sizeof(buffer), "%04d-%02d-%02d %02d:%02d:%02d.%06d",
-        PyDateTime_GET_YEAR(moment), PyDateTime_GET_MONTH(moment), PyDateTime_GET_DAY(moment),
-        PyDateTime_DATE_GET_HOUR(moment), PyDateTime_DATE_GET_MINUTE(moment),
-        PyDateTime_DATE_GET_SECOND(moment), PyDateTime_DATE_GET_MICROSECOND(moment),
-    )
-    return PyUnicode_DecodeUTF8(buffer, length, NULL)
+    """'YYYY-MM-DD HH:MM:SS.ffffff', written digit by digit: snprintf's format parsing cost
+    more than the rest of this function."""
+    cdef char text[26]
+    put_digits(text, PyDateTime_GET_YEAR(moment), 4)
+    text[4] = b'-'
+    put_digits(text + 5, PyDateTime_GET_MONTH(moment), 2)
+    text[7] = b'-'
+    put_digits(text + 8, PyDateTime_GET_DAY(moment), 2)
+    text[10] = b' '
+    put_digits(text + 11, PyDateTime_DATE_GET_HOUR(moment), 2)
+    text[13] = b':'
+    put_digits(text + 14, PyDateTime_DATE_GET_MINUTE(moment), 2)
+    text[16] = b':'
+    put_digits(text + 17, PyDateTime_DATE_GET_SECOND(moment), 2)
+    text[19] = b'.'
+    put_digits(text + 20, PyDateTime_DATE_GET_MICROSECOND(moment), 6)
+    return PyUnicode_DecodeASCII(text, 26, NULL)
+
+
+# The header name lists met last, with their layouts, most recent first: a topic carries a
+# few (a request's and a response's), and comparing names is cheaper than hashing them.
+cdef list recent_layouts = []
+cdef Py_ssize_t RECENT_LAYOUTS = 4
+
+
+cdef object layout_of(list headers):
+    cdef Py_ssize_t count = len(headers), index, position
+    cdef tuple names
+    for position in range(len(recent_layouts)):
+        names = <tuple>(<tuple>recent_layouts[position])[0]
+        if len(names) != count:
+            continue
+        for index in range(count):
+            header = headers[index]
+            if type(header) is not tuple or len(<tuple>header) != 2 \
+                    or (<tuple>header)[0] != names[index]:
+                break
+        else:
+            return (<tuple>recent_layouts[position])[1]
+    names = tuple([header[0] for header in headers])
+    layout = binary_header_layout(names)
+    recent_layouts.insert(0, (names, layout))
+    del recent_layouts[RECENT_LAYOUTS:]
+    return layout
 
 
 cdef dict attributes_of(list headers):
     """The attribute texts as `events._binary_attributes` reads them, else None."""
     cdef Py_ssize_t index
-    layout = binary_header_layout(tuple([header[0] for header in headers]))
+    layout = layout_of(headers)
     if layout is None:
         return None
     cdef dict attributes = {}
@@ -115,6 +159,14 @@ cdef dict attributes_of(list headers):
     return attributes
 
 
+cdef str json_text(object value):
+    """`store_rows.to_json`, whose first step is this; it takes what orjson refuses."""
+    try:
+        return (<bytes>orjson_dumps(value)).decode()
+    except TypeError:
+        return to_json(value)
+
+
 cdef tuple explode(str kind, bytes payload, object content_type, bint truncated):
     """(payload kind, rows or None, error) as `decode.parsed_payload` gives them."""
     if not truncated and (content_type is None or content_type == "application/json") \
@@ -143,8 +195,16 @@ cdef list v1_request_rows(dict document):
     for instance in <list>instances:
         if type(instance) is not list or len(<list>instance) != width:
             return None
-    names = positional_names(width)
-    return [dict(zip(names, instance)) for instance in <list>instances]
+    cdef tuple names = positional_names(width)
+    cdef Py_ssize_t index
+    cdef list rows = []
+    cdef dict row
+    for instance in <list>instances:
+        row = {}  # dict(zip(...)) costs twice this loop
+        for index in range(width):
+            row[names[index]] = (<list>instance)[index]
+        rows.append(row)
+    return rows
 
 
 cdef list v1_response_rows(dict document):
@@ -227,10 +287,10 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as
         time_value = sqlite_time(<datetime>time) if times_as_text else time
         event_rows.append((
             source, event_id, event_type, kind, request_id, model, time_value, stored_at,
-            content_type, to_json(attributes), value, size, payload_kind, error, truncated,
+            content_type, json_text(attributes), value, size, payload_kind, error, truncated,
             message.topic() or "", int32(message.partition() or 0), message.offset() or 0,
         ))
-        encoded = [to_json(row) for row in rows] if rows else None
+        encoded = [json_text(row) for row in rows] if rows else None
         other = side[1 - index]
         if encoded is not None and (other is None or (<tuple>other)[ENCODED_ROWS] is None):
             with_rows.append(request_id)  # where batch_rows first meets rows of this call
