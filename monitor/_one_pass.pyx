@@ -104,10 +104,12 @@ cdef Py_ssize_t RECENT_LAYOUTS = 4
 
 
 cdef object layout_of(list headers):
-    cdef Py_ssize_t count = len(headers), index, position
+    global recent_layouts
+    cdef Py_ssize_t count = len(headers), index
     cdef tuple names
-    for position in range(len(recent_layouts)):
-        names = <tuple>(<tuple>recent_layouts[position])[0]
+    cdef list recent = recent_layouts  # replaced, never changed: safe to walk unchecked
+    for entry in recent:
+        names = <tuple>(<tuple>entry)[0]
         if len(names) != count:
             continue
         for index in range(count):
@@ -116,11 +118,10 @@ cdef object layout_of(list headers):
                     or (<tuple>header)[0] != names[index]:
                 break
         else:
-            return (<tuple>recent_layouts[position])[1]
+            return (<tuple>entry)[1]
     names = tuple([header[0] for header in headers])
     layout = binary_header_layout(names)
-    recent_layouts.insert(0, (names, layout))
-    del recent_layouts[RECENT_LAYOUTS:]
+    recent_layouts = [(names, layout), *recent[: RECENT_LAYOUTS - 1]]
     return layout
 
 
