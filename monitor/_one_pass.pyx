@@ -7,10 +7,11 @@ per event. Most batches are plainer: binary-mode events of header names seen bef
 once, at most one request and one response per call, times in UTC. For those this builds the
 very same rows (tests/monitor/test_one_pass.py compares them on generated batches) without
 the intermediate objects. It does in C only what pays (BENCHMARKS.md): reading the header
-texts (`events._binary_attributes`, ~3 us of ~10 per event), the SQLite time text and v1
-`instances` of equal-width lists and v1 `predictions`; every other rule is the general path's
-own helper, called from here. A record it is not sure
-about sends the whole batch back to the general path: `one_pass_rows` returns None.
+texts (a copy of `events._binary_attributes`), the SQLite time text, and v1 `instances` of
+equal-width lists and v1 `predictions`; JSON text is orjson's, as `store_rows.to_json` makes
+it first; every other rule is the general path's own helper, called from here. A record it
+is not sure about sends the whole batch back to the general path: `one_pass_rows` returns
+None.
 
 PostgreSQL batches take it too, with times as datetimes instead of SQLite's text.
 Built by setup.py where a C compiler is at hand; without it the monitor takes the general
@@ -69,32 +70,30 @@ cdef enum:
     ENCODED_ROWS = 11
 
 
-cdef inline void put_digits(char* at, int value, int width):
-    """`value` as `width` decimal digits, zero-padded, right to left."""
-    cdef int index
-    for index in range(width - 1, -1, -1):
-        at[index] = <char>(48 + value % 10)
-        value //= 10
+cdef int[7] TIME_FIELD_WIDTHS = [4, 2, 2, 2, 2, 2, 6]
+cdef const char* TIME_SEPARATORS = b"-- ::."  # after each field but the last
 
 
 cdef str sqlite_time(datetime moment):
     """'YYYY-MM-DD HH:MM:SS.ffffff', written digit by digit: snprintf's format parsing cost
     more than the rest of this function."""
+    cdef int[7] fields = [
+        PyDateTime_GET_YEAR(moment), PyDateTime_GET_MONTH(moment), PyDateTime_GET_DAY(moment),
+        PyDateTime_DATE_GET_HOUR(moment), PyDateTime_DATE_GET_MINUTE(moment),
+        PyDateTime_DATE_GET_SECOND(moment), PyDateTime_DATE_GET_MICROSECOND(moment),
+    ]
     cdef char text[26]
-    put_digits(text, PyDateTime_GET_YEAR(moment), 4)
-    text[4] = b'-'
-    put_digits(text + 5, PyDateTime_GET_MONTH(moment), 2)
-    text[7] = b'-'
-    put_digits(text + 8, PyDateTime_GET_DAY(moment), 2)
-    text[10] = b' '
-    put_digits(text + 11, PyDateTime_DATE_GET_HOUR(moment), 2)
-    text[13] = b':'
-    put_digits(text + 14, PyDateTime_DATE_GET_MINUTE(moment), 2)
-    text[16] = b':'
-    put_digits(text + 17, PyDateTime_DATE_GET_SECOND(moment), 2)
-    text[19] = b'.'
-    put_digits(text + 20, PyDateTime_DATE_GET_MICROSECOND(moment), 6)
-    return PyUnicode_DecodeASCII(text, 26, NULL)
+    cdef int field, digit, value, end = 0
+    for field in range(7):
+        if field:
+            text[end] = TIME_SEPARATORS[field - 1]
+            end += 1
+        value = fields[field]
+        end += TIME_FIELD_WIDTHS[field]
+        for digit in range(end - 1, end - 1 - TIME_FIELD_WIDTHS[field], -1):
+            text[digit] = <char>(48 + value % 10)  # '0' + the lowest digit left
+            value //= 10
+    return PyUnicode_DecodeASCII(text, end, NULL)
 
 
 # The header name lists met last, with their layouts, most recent first: a topic carries a
@@ -119,6 +118,9 @@ cdef object layout_of(list headers):
                 break
         else:
             return (<tuple>entry)[1]
+    for header in headers:
+        if type(header) is not tuple or len(<tuple>header) != 2:
+            return None  # not what confluent-kafka hands out: the general path decides
     names = tuple([header[0] for header in headers])
     layout = binary_header_layout(names)
     recent_layouts = [(names, layout), *recent[: RECENT_LAYOUTS - 1]]

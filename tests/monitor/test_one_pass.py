@@ -194,7 +194,7 @@ def test_generated_batches_make_the_same_rows_as_the_general_path(
     assert outcomes["not exploded"] >= 50, outcomes
 
 
-def test_a_batch_with_a_dead_letter_or_an_unknown_type_is_declined() -> None:
+def test_a_batch_with_a_dead_letter_an_unknown_type_or_an_odd_header_is_declined() -> None:
     rng = random.Random(7)
     good = _record(rng, 1, 0, 0)
     good.header_list = [h for h in good.header_list if not h[0].startswith("ce_time")]
@@ -208,6 +208,9 @@ def test_a_batch_with_a_dead_letter_or_an_unknown_type_is_declined() -> None:
         *[h for h in good.header_list if h[0] != "ce_type"], ("ce_type", b"com.example.x")
     ])  # fmt: skip
     assert one_pass_rows([other, good], MAX_EVENT_BYTES, "t", True) is None
+    for odd_header in (["ce_extra", b"x"], ("ce_extra",), ("ce_extra", b"x", b"y")):
+        odd = FakeMessage(good.value_bytes, [*good.header_list, odd_header])  # type: ignore[list-item]
+        assert one_pass_rows([good, odd], MAX_EVENT_BYTES, "t", True) is None, odd_header
 
 
 def test_a_failing_one_pass_hands_the_batch_to_the_general_path(
