@@ -6,6 +6,12 @@ both directions with httptools, with a Python callback per header, as the logger
 the logger costs above `parse` is its own per-call work: the exchange's state, header
 rewriting, metrics, and the events.
 
+Two native proxies run beside them where their tools are installed, as the floor of any
+design on this machine: `nginx` (C, one worker process, upstream connections kept alive, no
+access log; Debian's nginx-light) and `go` (Go's standard-library reverse proxy, the stack of
+KServe's own agent and logger, with no logging; built from bench/native/ with Debian's
+golang-go), the latter both as it runs by default (one thread per core) and with GOMAXPROCS=1.
+
     python bench/logger_floor.py [--rate 500] [--duration-s 8] [--rounds 2]
 """
 
@@ -13,18 +19,47 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import httptools
 import uvloop
-from common import cpu_seconds, hey_fixed_rate, require_tools, start_logger
+from common import cpu_times, hey_fixed_rate, require_tools, start_logger
 
 from tests.fixtures.broker import TansuBroker
 from tests.fixtures.kserve_server import KServeModelServer
 from tests.fixtures.processes import ServerProcess, free_port, port_open
 
 FLOORS = ("relay", "parse")
+NATIVE_DIR = Path(__file__).resolve().parent / "native"
+NGINX_CONFIG = """
+worker_processes 1;
+master_process off;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir};
+  proxy_temp_path {dir};
+  upstream model {{ server 127.0.0.1:{upstream_port}; keepalive 16; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://model;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
 
 
 class UpstreamSide(asyncio.Protocol):
@@ -111,6 +146,51 @@ def start_floor(kind: str, upstream_port: int) -> tuple[ServerProcess, int]:
     return process, port
 
 
+def start_nginx(upstream_port: int, workdir: Path) -> tuple[ServerProcess, int]:
+    port = free_port()
+    config = workdir / "nginx.conf"
+    config.write_text(NGINX_CONFIG.format(dir=workdir, port=port, upstream_port=upstream_port))
+    process = ServerProcess("floor-nginx", ["nginx", "-c", str(config), "-p", str(workdir)])
+    process.wait_until(lambda: port_open("127.0.0.1", port), 10, "listening")
+    return process, port
+
+
+def build_go_proxy(workdir: Path) -> Path:
+    binary = workdir / "reverse_proxy"
+    env = {**os.environ, "GO111MODULE": "off", "GOCACHE": str(workdir / "go-cache")}
+    subprocess.run(["go", "build", "-o", str(binary), str(NATIVE_DIR / "reverse_proxy.go")],
+                   check=True, env=env)  # fmt: skip
+    return binary
+
+
+def start_go_proxy(binary: Path, upstream_url: str, threads: str) -> tuple[ServerProcess, int]:
+    port = free_port()
+    env = dict(os.environ)
+    if threads:
+        env["GOMAXPROCS"] = threads
+    argv = [str(binary), upstream_url, f"127.0.0.1:{port}"]
+    process = ServerProcess(f"floor-go{threads}", argv, env=env)
+    process.wait_until(lambda: port_open("127.0.0.1", port), 10, "listening")
+    return process, port
+
+
+def start_native(model_url: str, model_port: int) -> dict[str, tuple[ServerProcess, int]]:
+    """The native floors whose tools are installed; the others are named as skipped."""
+    workdir = Path(tempfile.mkdtemp(prefix="infermon-floor-"))
+    native = {}
+    if shutil.which("nginx"):
+        native["nginx"] = start_nginx(model_port, workdir)
+    else:
+        print("nginx floor skipped: apt-get install nginx-light", file=sys.stderr)
+    if shutil.which("go"):
+        binary = build_go_proxy(workdir)
+        native["go"] = start_go_proxy(binary, model_url, "")
+        native["go-1proc"] = start_go_proxy(binary, model_url, "1")
+    else:
+        print("go floor skipped: apt-get install golang-go", file=sys.stderr)
+    return native
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=500, help="fixed request rate, calls/s")
@@ -128,18 +208,23 @@ def main() -> None:
         model_port = int(model.url.rsplit(":", 1)[1])
         logger, logger_url = start_logger(model.url, broker.bootstrap)
         floors = {kind: start_floor(kind, model_port) for kind in FLOORS}
+        floors.update(start_native(model.url, model_port))
         targets = {kind: (process.pid, f"http://127.0.0.1:{port}{path}")
                    for kind, (process, port) in floors.items()}  # fmt: skip
         targets["logger"] = (logger.pid, logger_url + path)
         try:
-            cpu_per_call = {name: [] for name in targets}
+            cpu_per_call: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
             for _pid, url in targets.values():
                 hey_fixed_rate(url, args.rate, 3, 1)  # warm up
             for _ in range(args.rounds):
                 for name, (pid, url) in targets.items():
-                    before = cpu_seconds(pid)
+                    user_before, system_before = cpu_times(pid)
                     run = hey_fixed_rate(url, args.rate, args.duration_s, 1)
-                    cpu_per_call[name].append((cpu_seconds(pid) - before) / run.calls * 1e6)
+                    user_after, system_after = cpu_times(pid)
+                    cpu_per_call[name].append(
+                        ((user_after - user_before) / run.calls * 1e6,
+                         (system_after - system_before) / run.calls * 1e6)
+                    )  # fmt: skip
         finally:
             logger.stop()
             for process, _ in floors.values():
@@ -147,8 +232,10 @@ def main() -> None:
     print(f"\nCPU per call at {args.rate}/s, evenly spaced (median of {args.rounds} runs of "
           f"{args.duration_s} s, interleaved)")  # fmt: skip
     for name, values in cpu_per_call.items():
-        runs = ", ".join(f"{value:.0f}" for value in values)
-        print(f"{name:8} {statistics.median(values):6.0f} us   ({runs})")
+        totals = [user + system for user, system in values]
+        kernel = statistics.median(system for _, system in values)
+        runs = ", ".join(f"{value:.0f}" for value in totals)
+        print(f"{name:9} {statistics.median(totals):6.0f} us   ({runs}; kernel {kernel:.0f})")
 
 
 if __name__ == "__main__":

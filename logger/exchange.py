@@ -6,8 +6,8 @@ because each extra event-loop turn costs tens of microseconds of CPU on a small 
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 import os
 import time
 from datetime import UTC, datetime
@@ -89,7 +89,7 @@ class Exchange:
         self._response_content_type: str | None = None
         self._response_capture = bytearray()
         self._response_truncated = False
-        self._timeout: asyncio.TimerHandle | None = None
+        self.deadline = math.inf  # loop time past which the model server is given up on
         self._deferred_error: tuple[int, str] | None = None
         self._record: CallRecord | None = None  # built for the events, off the call's path
         self._status = 0
@@ -161,7 +161,7 @@ class Exchange:
 
     # --- sending it upstream ---
     def start(self) -> None:
-        self._timeout = self.server.loop.call_later(self.server.upstream_timeout_s, self._timed_out)
+        self.deadline = self.server.loop.time() + self.server.upstream_timeout_s
         connection = self.server.upstream.take_idle()
         if connection is None:
             self.server.spawn(self._connect())
@@ -223,7 +223,8 @@ class Exchange:
     def _can_retry(self) -> bool:
         return self._upstream_reused and self.request_complete and not self._request_truncated
 
-    def _timed_out(self) -> None:
+    def timed_out(self) -> None:
+        """Past the deadline: called by the proxy's periodic sweep."""
         self._drop_upstream()
         if self._response_started:
             self._finish(self._response_status, close_client=True)
@@ -317,12 +318,10 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        if self._timeout is not None:
-            self._timeout.cancel()
         elapsed_s = time.perf_counter() - self.started
         metrics = self.server.metrics
         metrics.latency.observe(elapsed_s)
-        self.server.count_request(status)
+        metrics.requests.inc(status)
         if not self.logged:
             metrics.sampled_out.inc()
         elif self.server.builder.logs_responses:

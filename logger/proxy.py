@@ -16,7 +16,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 import httptools
-from prometheus_client import Counter
 
 from logger import http1
 from logger.capture import EventBuilder
@@ -128,6 +127,10 @@ class ClientConnection(asyncio.Protocol):
     def active(self) -> bool:
         return self._active is not None
 
+    def time_out_if_late(self, now: float) -> None:
+        if self._active is not None and self._active.deadline <= now:
+            self._active.timed_out()
+
     def exchange_finished(self, exchange: Exchange, close_client: bool) -> None:
         if exchange is not self._active:
             return
@@ -159,13 +162,17 @@ class ProxyServer:
         self.upstream_timeout_s = upstream_timeout_s
         self.connections: set[ClientConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._requests_by_status: dict[int, Counter] = {}  # labels() costs µs per call
+        # Calls past the timeout are found by a sweep, not a timer per call: arming and
+        # cancelling one cost ~10 µs of CPU per call. A late call is answered 504 within a
+        # quarter of the timeout (at most a second) after its deadline.
+        self._sweep_interval_s = min(1.0, upstream_timeout_s / 4)
+        self._sweep = self.loop.call_later(self._sweep_interval_s, self._sweep_timeouts)
 
-    def count_request(self, status: int) -> None:
-        counter = self._requests_by_status.get(status)
-        if counter is None:
-            counter = self._requests_by_status[status] = self.metrics.requests.labels(str(status))
-        counter.inc()
+    def _sweep_timeouts(self) -> None:
+        now = self.loop.time()
+        for connection in list(self.connections):
+            connection.time_out_if_late(now)
+        self._sweep = self.loop.call_later(self._sweep_interval_s, self._sweep_timeouts)
 
     def protocol_factory(self) -> Callable[[], ClientConnection]:
         return lambda: ClientConnection(self)
@@ -184,6 +191,7 @@ class ProxyServer:
         deadline = time.monotonic() + timeout_s
         while self.busy() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        self._sweep.cancel()
         for connection in list(self.connections):
             connection.close()
         self.upstream.close()

@@ -278,6 +278,48 @@ def test_unreachable_model_server_gives_502_and_is_logged(
     assert logged["request"].json() == {"instances": [[1]]}
 
 
+def test_a_model_server_that_never_answers_gives_504_after_the_timeout_and_is_logged(
+    toy_logger: ToyLogger, kafka_bootstrap: str
+) -> None:
+    upstream = _StalledUpstream()
+    try:
+        logger, topic = toy_logger("--upstream-timeout-s", "0.4", model_url=upstream.url)
+        started = time.monotonic()
+        response = httpx.post(
+            f"{logger.url}/v1/models/m:predict", json={"instances": [[1]]}, timeout=10
+        )
+        waited_s = time.monotonic() - started
+    finally:
+        upstream.close()
+    assert response.status_code == 504
+    assert "did not answer in time" in response.json()["error"]
+    # The sweep looks every quarter of the timeout: answered between 0.4 and 0.5 s, plus slack.
+    assert 0.4 <= waited_s < 1.5, waited_s
+    logged = by_type(logged_events(kafka_bootstrap, topic, 2))
+    assert logged["response"].ext("statuscode") == "504"
+    assert logged["response"].ext("requestid") == response.headers["x-request-id"]
+
+
+def test_calls_and_events_are_counted_on_the_admin_port(
+    toy_logger: ToyLogger, kafka_bootstrap: str
+) -> None:
+    logger, topic = toy_logger()
+    for _ in range(3):
+        assert httpx.post(f"{logger.url}/v1/models/iris:predict", json={"instances": [[1, 2]]})
+    failed = httpx.post(f"{logger.url}/v1/models/fail:predict", json={"instances": [[1]]})
+    assert failed.status_code == 500
+    logged_events(kafka_bootstrap, topic, 8)
+    metrics = logger.wait_for_metrics(
+        lambda m: m.get("infermon_events_produced_total") == 8, 10, "8 acknowledged events"
+    )
+    assert metrics['infermon_proxy_requests_total{code="200"}'] == 3
+    assert metrics['infermon_proxy_requests_total{code="500"}'] == 1
+    assert metrics["infermon_proxy_latency_seconds_count"] == 4
+    assert metrics['infermon_proxy_latency_seconds_bucket{le="+Inf"}'] == 4
+    assert 0 < metrics["infermon_proxy_latency_seconds_sum"] < 4 * 5
+    assert metrics["infermon_produce_latency_seconds_count"] == 8
+
+
 def test_kcat_reads_the_events(
     toy_logger: ToyLogger,
     kafka_bootstrap: str,
