@@ -305,7 +305,8 @@ def test_calls_and_events_are_counted_on_the_admin_port(
 ) -> None:
     logger, topic = toy_logger()
     for _ in range(3):
-        assert httpx.post(f"{logger.url}/v1/models/iris:predict", json={"instances": [[1, 2]]})
+        answer = httpx.post(f"{logger.url}/v1/models/iris:predict", json={"instances": [[1, 2]]})
+        assert answer.status_code == 200
     failed = httpx.post(f"{logger.url}/v1/models/fail:predict", json={"instances": [[1]]})
     assert failed.status_code == 500
     logged_events(kafka_bootstrap, topic, 8)
