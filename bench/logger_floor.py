@@ -138,21 +138,26 @@ def serve_floor(kind: str, port: int, upstream_port: int) -> None:
     uvloop.run(serve())
 
 
+def listening(
+    name: str, argv: list[str], port: int, env: dict[str, str] | None = None
+) -> tuple[ServerProcess, int]:
+    """A proxy started and answering on `port`."""
+    process = ServerProcess(name, argv, env=env)
+    process.wait_until(lambda: port_open("127.0.0.1", port), 10, "listening")
+    return process, port
+
+
 def start_floor(kind: str, upstream_port: int) -> tuple[ServerProcess, int]:
     port = free_port()
     argv = [sys.executable, __file__, "--serve", kind, str(port), str(upstream_port)]
-    process = ServerProcess(f"floor-{kind}", argv)
-    process.wait_until(lambda: port_open("127.0.0.1", port), 10, "listening")
-    return process, port
+    return listening(f"floor-{kind}", argv, port)
 
 
 def start_nginx(upstream_port: int, workdir: Path) -> tuple[ServerProcess, int]:
     port = free_port()
     config = workdir / "nginx.conf"
     config.write_text(NGINX_CONFIG.format(dir=workdir, port=port, upstream_port=upstream_port))
-    process = ServerProcess("floor-nginx", ["nginx", "-c", str(config), "-p", str(workdir)])
-    process.wait_until(lambda: port_open("127.0.0.1", port), 10, "listening")
-    return process, port
+    return listening("floor-nginx", ["nginx", "-c", str(config), "-p", str(workdir)], port)
 
 
 def build_go_proxy(workdir: Path) -> Path:
@@ -169,9 +174,7 @@ def start_go_proxy(binary: Path, upstream_url: str, threads: str) -> tuple[Serve
     if threads:
         env["GOMAXPROCS"] = threads
     argv = [str(binary), upstream_url, f"127.0.0.1:{port}"]
-    process = ServerProcess(f"floor-go{threads}", argv, env=env)
-    process.wait_until(lambda: port_open("127.0.0.1", port), 10, "listening")
-    return process, port
+    return listening(f"floor-go{threads}", argv, port, env)
 
 
 def start_native(model_url: str, model_port: int) -> dict[str, tuple[ServerProcess, int]]:

@@ -24,6 +24,8 @@ from logger.metrics import ProxyMetrics
 from logger.sink import EventSink
 from logger.upstream import Upstream
 
+SWEEP_MIN_INTERVAL_S = 0.01
+
 
 class ClientConnection(asyncio.Protocol):
     """One client connection; calls on it are answered one at a time, in order."""
@@ -164,15 +166,17 @@ class ProxyServer:
         self._tasks: set[asyncio.Task[None]] = set()
         # Calls past the timeout are found by a sweep, not a timer per call: arming and
         # cancelling one cost ~10 µs of CPU per call. A late call is answered 504 within a
-        # quarter of the timeout (at most a second) after its deadline.
-        self._sweep_interval_s = min(1.0, upstream_timeout_s / 4)
-        self._sweep = self.loop.call_later(self._sweep_interval_s, self._sweep_timeouts)
+        # quarter of the timeout (at most a second) after its deadline; a timeout of a few
+        # milliseconds is still swept only every SWEEP_MIN_INTERVAL_S, not thousands of times
+        # a second.
+        self.sweep_interval_s = max(SWEEP_MIN_INTERVAL_S, min(1.0, upstream_timeout_s / 4))
+        self._sweep = self.loop.call_later(self.sweep_interval_s, self._sweep_timeouts)
 
     def _sweep_timeouts(self) -> None:
         now = self.loop.time()
         for connection in list(self.connections):
             connection.time_out_if_late(now)
-        self._sweep = self.loop.call_later(self._sweep_interval_s, self._sweep_timeouts)
+        self._sweep = self.loop.call_later(self.sweep_interval_s, self._sweep_timeouts)
 
     def protocol_factory(self) -> Callable[[], ClientConnection]:
         return lambda: ClientConnection(self)
