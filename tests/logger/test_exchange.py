@@ -6,11 +6,9 @@ exists, so this path is only reached on a real network; here the transport says 
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 
 from logger.exchange import Exchange
-from logger.proxy import SWEEP_MIN_INTERVAL_S, ProxyServer, Upstream
 from logger.upstream import UpstreamConnection
 
 HIGH_WATER_BYTES = 64 * 1024
@@ -84,17 +82,3 @@ def test_a_held_body_the_connection_takes_lets_the_client_go_on() -> None:
     exchange._attach(connection, reused=False)
     assert client.reading
 
-
-def test_the_timeout_sweep_runs_a_quarter_timeout_apart_within_10_ms_and_1_s() -> None:
-    async def sweep_intervals() -> list[float]:
-        intervals = []
-        for timeout_s in (0.001, 0.4, 600.0):
-            server = ProxyServer(
-                upstream=Upstream("http://127.0.0.1:1"), builder=None, sink=None,  # type: ignore[arg-type]
-                metrics=None, max_payload_bytes=0, upstream_timeout_s=timeout_s,  # type: ignore[arg-type]
-            )  # fmt: skip
-            intervals.append(server.sweep_interval_s)
-            await server.drain(0)  # cancels the sweep
-        return intervals
-
-    assert asyncio.run(sweep_intervals()) == [SWEEP_MIN_INTERVAL_S, 0.1, 1.0]
