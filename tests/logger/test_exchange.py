@@ -81,4 +81,3 @@ def test_a_held_body_the_connection_takes_lets_the_client_go_on() -> None:
     transport.write = lambda data: None  # type: ignore[method-assign]  # the kernel took it
     exchange._attach(connection, reused=False)
     assert client.reading
-
