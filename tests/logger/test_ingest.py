@@ -199,6 +199,8 @@ def test_unrepresentable_times_are_400_in_every_mode_and_write_nothing(
 ) -> None:
     topic = new_topic()
     ingest = start_infermon("ingest", "--kafka-bootstrap", kafka_bootstrap, "--topic", topic)
+    before = httpx.post(ingest.url, content=json.dumps(_envelope("before")), headers=STRUCTURED)
+    assert before.status_code == 202
     for time in UNREPRESENTABLE_TIMES:
         binary = httpx.post(
             ingest.url, content=b"{}", headers={**KSERVE_AGENT_HEADERS, "Ce-Time": time}
@@ -206,9 +208,9 @@ def test_unrepresentable_times_are_400_in_every_mode_and_write_nothing(
         _refused(binary, 400, "time")
         structured = json.dumps(_envelope("s", time=time))
         _refused(httpx.post(ingest.url, content=structured, headers=STRUCTURED), 400, "time")
-    good = httpx.post(ingest.url, content=b"{}", headers=KSERVE_AGENT_HEADERS)
-    assert good.status_code == 202
-    _only_these_ids_on_topic(kafka_bootstrap, topic, [KSERVE_AGENT_HEADERS["Ce-Id"]])
+    after = httpx.post(ingest.url, content=b"{}", headers=KSERVE_AGENT_HEADERS)
+    assert after.status_code == 202
+    _only_these_ids_on_topic(kafka_bootstrap, topic, ["before", KSERVE_AGENT_HEADERS["Ce-Id"]])
     metrics = ingest.metrics()
     assert metrics['infermon_ingest_requests_rejected_total{code="400"}'] == 6
     assert metrics["infermon_ingest_requests_unforeseen_total"] == 0
@@ -265,13 +267,14 @@ def test_a_batch_with_one_bad_event_is_refused_whole(
     def batch(*envelopes: object) -> httpx.Response:
         return httpx.post(ingest.url, content=json.dumps(envelopes), headers=BATCH)
 
+    assert batch(_envelope("before")).status_code == 202
     bad_time = _envelope("b", time=UNREPRESENTABLE_TIMES[0])
     _refused(batch(_envelope("g1"), bad_time, _envelope("g2")), 400, "event 1", "time")
     huge = _envelope("h", namespace="n" * 1_200_000)
     _refused(batch(_envelope("g1"), _envelope("g2"), huge), 413, "event 2", "message.max.bytes")
     _refused(batch(_envelope("g1"), "not an event"), 400, "event 1", "JSON object")
     assert batch(_envelope("kept-1"), _envelope("kept-2")).status_code == 202
-    _only_these_ids_on_topic(kafka_bootstrap, topic, ["kept-1", "kept-2"])
+    _only_these_ids_on_topic(kafka_bootstrap, topic, ["before", "kept-1", "kept-2"])
 
 
 def _padding_to_fill(builder: RecordBuilder, headers: dict[str, str], body: bytes) -> int:
