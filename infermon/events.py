@@ -37,6 +37,8 @@ __all__ = [
     "InvalidEventError",
     "KafkaRecord",
     "canonical_header_name",
+    "check_writable",
+    "cloudevent_http_headers",
     "event_from_http",
     "event_from_kafka",
     "event_parts_from_kafka",
@@ -106,11 +108,19 @@ def parse_time(text: str) -> datetime:
     except ValueError:
         try:
             moment = isoparse(text)
-        except ValueError as error:
-            raise InvalidEventError(f"time is not RFC 3339: {text!r}") from error
+        except (ValueError, OverflowError) as error:  # 9999-12-31T24:00:00Z overflows
+            raise InvalidEventError(f"time is not RFC 3339: {_excerpt(text)}") from error
     if moment.tzinfo is None:
-        raise InvalidEventError(f"time has no UTC offset: {text!r}")
+        raise InvalidEventError(f"time has no UTC offset: {_excerpt(text)}")
     return moment
+
+
+def _excerpt(value: object, limit: int = 80) -> str:
+    """`value` quoted for an error message, cut when long: a reason must stay short."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    quoted = repr(value)
+    return quoted if len(quoted) <= limit else f"{quoted[:limit]}..."
 
 
 def canonical_header_name(name: str) -> str:
@@ -156,7 +166,7 @@ def _build(attributes: dict[str, Any], data: bytes | None) -> CloudEvent:
     if missing:
         raise InvalidEventError(f"missing required attribute(s): {', '.join(missing)}")
     if attributes["specversion"] != "1.0":
-        raise InvalidEventError(f"unsupported specversion {attributes['specversion']!r}")
+        raise InvalidEventError(f"unsupported specversion {_excerpt(attributes['specversion'])}")
     if "time" in attributes and isinstance(attributes["time"], str):
         attributes["time"] = parse_time(attributes["time"])
     try:
@@ -409,12 +419,17 @@ def _time_given(headers: Sequence[tuple[str, bytes | None]] | None, value: bytes
 def event_from_structured(body: bytes, content_type: str = "") -> CloudEvent:
     """Structured mode: the whole event as a JSON object."""
     if content_type and "json" not in content_type.lower():
-        raise InvalidEventError(f"unsupported structured format {content_type!r}")
+        raise InvalidEventError(f"unsupported structured format {_excerpt(content_type)}")
+    return _event_from_envelope(_parse_json(body, "structured event"))
+
+
+def _parse_json(body: bytes, what: str) -> Any:
     try:
-        envelope = json.loads(body)
+        return json.loads(body)
+    except RecursionError as error:  # the parser follows nesting on the C stack
+        raise InvalidEventError(f"{what} is nested too deeply to read") from error
     except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidEventError(f"structured event is not JSON: {error}") from error
-    return _event_from_envelope(envelope)
+        raise InvalidEventError(f"{what} is not JSON: {error}") from error
 
 
 def _event_from_envelope(envelope: Any) -> CloudEvent:
@@ -427,14 +442,22 @@ def _event_from_envelope(envelope: Any) -> CloudEvent:
         except (ValueError, TypeError) as error:
             raise InvalidEventError("data_base64 is not base64") from error
     elif "data" in envelope:
-        raw = envelope["data"]
-        if isinstance(raw, str) and not _is_json_type(attributes):
-            data = raw.encode()
-        else:
-            data = json.dumps(raw, separators=(",", ":")).encode()
+        data = _data_bytes(envelope["data"], attributes)
     else:
         data = None
     return _build(attributes, data)
+
+
+def _data_bytes(raw: Any, attributes: Mapping[str, Any]) -> bytes:
+    """Structured `data` as the bytes binary mode carries: text as it is, JSON re-encoded."""
+    try:
+        if isinstance(raw, str) and not _is_json_type(attributes):
+            return raw.encode()
+        return json.dumps(raw, separators=(",", ":")).encode()
+    except UnicodeEncodeError as error:  # JSON's \ud800 escapes make lone surrogates
+        raise InvalidEventError("data is not valid Unicode text") from error
+    except RecursionError as error:
+        raise InvalidEventError("data is nested too deeply to write") from error
 
 
 def _is_json_type(attributes: Mapping[str, Any]) -> bool:
@@ -443,35 +466,102 @@ def _is_json_type(attributes: Mapping[str, Any]) -> bool:
     return media.endswith("/json") or media.endswith("+json")
 
 
+def cloudevent_http_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers an HTTP CloudEvent is read from (`ce-*`, `content-type`), names lowered.
+
+    Each must be UTF-8 and appear once: two values for one attribute leave no way to tell
+    which was meant, and a server's Latin-1 reading would turn UTF-8 into other text.
+    """
+    texts: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1").lower()
+        if not (name.startswith(HTTP_ATTRIBUTE_PREFIX) or name == CONTENT_TYPE_HEADER):
+            continue
+        if name in texts:
+            raise InvalidEventError(f"header {_excerpt(name)} appears more than once")
+        try:
+            texts[name] = raw_value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidEventError(f"header {_excerpt(name)} is not UTF-8") from error
+    return texts
+
+
 def event_from_http(headers: Mapping[str, str], body: bytes) -> CloudEvent:
-    """HTTP binary mode (`Ce-*` headers, what KServe's agent sends) or structured mode."""
+    """HTTP binary mode (`Ce-*` headers, what KServe's agent sends) or structured mode.
+
+    The event is checked for writing to Kafka (`check_writable`) as well.
+    """
     lowered = {name.lower(): value for name, value in headers.items()}
     content_type = lowered.get(CONTENT_TYPE_HEADER)
     if _is_structured(content_type):
-        return event_from_structured(body, content_type or "")
+        return check_writable(event_from_structured(body, content_type or ""))
     attributes: dict[str, Any] = {}
     for name, value in lowered.items():
         if name.startswith(HTTP_ATTRIBUTE_PREFIX):
             # The HTTP binding percent-encodes values; KServe's Go SDK writes raw JSON,
             # which unquote leaves as it is.
-            attributes[name[len(HTTP_ATTRIBUTE_PREFIX) :]] = unquote(value)
+            try:
+                attributes[name[len(HTTP_ATTRIBUTE_PREFIX) :]] = unquote(value, errors="strict")
+            except UnicodeDecodeError as error:
+                raise InvalidEventError(
+                    f"header {_excerpt(name)} percent-encodes bytes that are not UTF-8"
+                ) from error
     if content_type is not None:
         attributes["datacontenttype"] = content_type
-    return _build(attributes, body)
+    return check_writable(_build(attributes, body))
 
 
 def events_from_http_batch(body: bytes) -> list[CloudEvent]:
-    """`application/cloudevents-batch+json`: a JSON array of structured events."""
-    try:
-        envelopes = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidEventError(f"batch is not JSON: {error}") from error
+    """`application/cloudevents-batch+json`: a JSON array of structured events, each checked
+    for writing to Kafka; an error names the event's index."""
+    envelopes = _parse_json(body, "batch")
     if not isinstance(envelopes, list):
         raise InvalidEventError("batch must be a JSON array of events")
     events = []
     for index, envelope in enumerate(envelopes):
         try:
-            events.append(_event_from_envelope(envelope))
+            events.append(check_writable(_event_from_envelope(envelope)))
         except InvalidEventError as error:
             raise InvalidEventError(f"event {index} of the batch: {error}") from error
     return events
+
+
+def check_writable(event: CloudEvent) -> CloudEvent:
+    """`event`, once sure that `event_to_kafka` writes it as the sender meant it.
+
+    The SDK leaves these to us: an extension name must be lowercase letters and digits only
+    (its pattern lets a trailing newline through); an extension value a string, number or
+    boolean (an object or array has no CloudEvents type, and would be written as a Python
+    repr); every text valid Unicode (JSON escapes can make lone surrogates, which have no
+    UTF-8); the time within years 1-9999 once in UTC (`0001-01-01T00:00:00+01:00` is not).
+    """
+    for name, value in event.get_attributes().items():
+        if name not in _SDK_ATTRIBUTES and not _EXTENSION_NAME.fullmatch(name):
+            raise InvalidEventError(f"extension name {_excerpt(name)} is not lowercase a-z0-9")
+        if isinstance(value, str):
+            if not value.isascii():
+                _check_unicode(name, value)
+        elif isinstance(value, datetime):
+            _check_utc_range(value)
+        elif value is not None and not isinstance(value, int | float):  # bool is an int
+            raise InvalidEventError(
+                f"attribute {_excerpt(name)} is a {type(value).__name__}, "
+                "not a string, number or boolean"
+            )
+    return event
+
+
+def _check_unicode(name: str, value: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidEventError(f"attribute {_excerpt(name)} is not valid Unicode text") from error
+
+
+def _check_utc_range(moment: datetime) -> None:
+    try:
+        moment.astimezone(UTC)
+    except OverflowError as error:
+        raise InvalidEventError(
+            f"time {moment.isoformat()} is outside years 1-9999 once converted to UTC"
+        ) from error

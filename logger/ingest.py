@@ -14,36 +14,72 @@ from collections.abc import Sequence
 
 import uvloop
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from infermon import events
 from infermon.admin import embedded_server
-from infermon.events import CloudEvent, InvalidEventError
+from infermon.events import CloudEvent, InvalidEventError, KafkaRecord
 from infermon.settings import load_settings
 from logger.metrics import IngestMetrics
 from logger.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
-from logger.settings import IngestSettings
+from logger.settings import IngestSettings, SinkSettings
 from logger.sink import EventSink
 
 log = logging.getLogger(__name__)
 
 
-class BodyTooLargeError(Exception):
-    pass
+# librdkafka refuses a record above `message.max.bytes` (default 1,000,000 bytes) with
+# MSG_SIZE_TOO_LARGE, counting key, value and headers. Worst case on the wire, a record adds 36
+# bytes of its own fields and each header two length varints of up to 5 bytes; the record batch
+# around a lone record adds 61 more. An event above that is refused here, not dropped later.
+LIBRDKAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+RECORD_OVERHEAD_BYTES = 36 + 61
+HEADER_OVERHEAD_BYTES = 2 * 5
+# A reason in an answer stays short: the input it quotes may be megabytes.
+MAX_REASON_CHARS = 500
+
+
+class RefusedError(Exception):
+    """A request answered with `status` and `reason`; nothing of it is written."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def broker_record_limit(settings: SinkSettings) -> int:
+    """The largest record the producer takes: its `message.max.bytes`, ours or librdkafka's."""
+    configured = settings.kafka_config.get("message.max.bytes")
+    return int(configured) if configured else LIBRDKAFKA_DEFAULT_MESSAGE_MAX_BYTES
+
+
+def record_wire_bytes(record: KafkaRecord) -> int:
+    """An upper bound of the bytes `record` takes against `message.max.bytes`."""
+    return (
+        RECORD_OVERHEAD_BYTES
+        + len(record.key or b"")
+        + len(record.value)
+        + sum(
+            HEADER_OVERHEAD_BYTES + len(name.encode()) + len(value)
+            for name, value in record.headers
+        )
+    )
 
 
 async def _read_body(request: Request, limit_bytes: int) -> bytes:
+    too_large = RefusedError(413, f"body above the limit of {limit_bytes} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
-        raise BodyTooLargeError
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit_bytes:
-            raise BodyTooLargeError
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -65,24 +101,85 @@ def cap_payload(event: CloudEvent, max_payload_bytes: int) -> CloudEvent:
     return CloudEvent(attributes, data[:max_payload_bytes])
 
 
+class RecordBuilder:
+    """Received events -> the Kafka records to write, all of them or none (`RefusedError`)."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.record_limit = broker_record_limit(settings)
+
+    def parse(
+        self, headers: Sequence[tuple[bytes, bytes]], body: bytes, *, batch: bool
+    ) -> list[CloudEvent]:
+        """The events of a request, each checked; `headers` as the server read them."""
+        try:
+            if batch:
+                received = events.events_from_http_batch(body)
+                if len(received) > self.settings.max_batch_events:
+                    raise RefusedError(
+                        413,
+                        f"batch of {len(received)} events, above the limit of "
+                        f"{self.settings.max_batch_events}",
+                    )
+                return received
+            return [events.event_from_http(events.cloudevent_http_headers(headers), body)]
+        except InvalidEventError as error:
+            raise RefusedError(400, str(error)) from error
+
+    def records(self, received: Sequence[CloudEvent], *, batch: bool) -> list[KafkaRecord]:
+        """Every event as its record; the first that cannot be written refuses them all."""
+        records = []
+        for index, event in enumerate(received):
+            try:
+                records.append(self.record(event))
+            except RefusedError as refused:
+                if not batch:
+                    raise
+                raise RefusedError(
+                    refused.status, f"event {index} of the batch: {refused.reason}"
+                ) from refused
+        return records
+
+    def record(self, event: CloudEvent) -> KafkaRecord:
+        capped = cap_payload(event, self.settings.max_payload_bytes)
+        record = events.event_to_kafka(capped, key=record_key(capped))
+        size = record_wire_bytes(record)
+        if size > self.record_limit:
+            raise RefusedError(
+                413,
+                f"the event makes a Kafka record of {size} bytes (attributes and key "
+                f"{size - len(record.value)}, payload {len(record.value)} after "
+                f"--max-payload-bytes), above the producer's message.max.bytes "
+                f"{self.record_limit}",
+            )
+        return record
+
+
 def ingest_app(sink: EventSink, settings: IngestSettings, metrics: IngestMetrics) -> Starlette:
+    builder = RecordBuilder(settings)
+
+    async def records_of(request: Request) -> list[KafkaRecord]:
+        body = await _read_body(request, settings.max_body_bytes)
+        content_type = request.headers.get("content-type", "")
+        batch = content_type.lower().startswith(events.BATCH_CONTENT_TYPE)
+        received = builder.parse(request.headers.raw, body, batch=batch)
+        return builder.records(received, batch=batch)
+
     async def receive(request: Request) -> Response:
         try:
-            body = await _read_body(request, settings.max_body_bytes)
-        except BodyTooLargeError:
-            return _reject(metrics, 413, f"body above the limit of {settings.max_body_bytes} bytes")
-        content_type = request.headers.get("content-type", "")
-        try:
-            if content_type.lower().startswith(events.BATCH_CONTENT_TYPE):
-                received = events.events_from_http_batch(body)
-            else:
-                received = [events.event_from_http(dict(request.headers), body)]
-        except InvalidEventError as error:
-            return _reject(metrics, 400, str(error))
-        for event in received:
-            capped = cap_payload(event, settings.max_payload_bytes)
-            sink.send(events.event_to_kafka(capped, key=record_key(capped)))
-        metrics.received.inc(len(received))
+            records = await records_of(request)
+        except RefusedError as refused:
+            return _reject(metrics, refused.status, refused.reason)
+        except ClientDisconnect:
+            return _reject(metrics, 400, "the client left before its body was read")
+        except Exception as error:  # a case no check foresaw: still the sender's input, not a 500
+            log.exception("ingest: refusing a request no check foresaw")
+            metrics.unforeseen.inc()
+            return _reject(metrics, 400, f"unreadable request: {type(error).__name__}: {error}")
+        # Only now, every event checked, is anything written: a batch goes whole or not at all.
+        for record in records:
+            sink.send(record)
+        metrics.received.inc(len(records))
         return Response(status_code=202)
 
     return Starlette(routes=[Route("/{path:path}", receive, methods=["POST"])])
@@ -90,6 +187,8 @@ def ingest_app(sink: EventSink, settings: IngestSettings, metrics: IngestMetrics
 
 def _reject(metrics: IngestMetrics, status: int, reason: str) -> Response:
     metrics.rejected.labels(str(status)).inc()
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[:MAX_REASON_CHARS] + "..."
     return JSONResponse({"error": reason}, status_code=status)
 
 

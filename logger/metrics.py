@@ -180,3 +180,8 @@ class IngestMetrics:
             ["code"],
             registry=registry,
         )
+        self.unforeseen = Counter(
+            "infermon_ingest_requests_unforeseen",
+            "requests refused (400) by the last-resort guard: an error no check foresaw, logged",
+            registry=registry,
+        )

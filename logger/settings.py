@@ -96,3 +96,6 @@ class IngestSettings(SinkSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="requests above this are refused with 413"
     )
+    max_batch_events: int = Field(
+        10_000, gt=0, description="batches of more events than this are refused with 413"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -138,6 +139,93 @@ def test_batch_reports_which_event_is_bad() -> None:
     good = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
     with pytest.raises(InvalidEventError, match="event 1 of the batch"):
         events.events_from_http_batch(json.dumps([good, {"id": "2"}]).encode())
+
+
+_GOOD_ENVELOPE = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
+_NESTED_100K = "[" * 100_000 + "]" * 100_000
+
+
+def _structured_with(**changes: object) -> bytes:
+    return json.dumps({**_GOOD_ENVELOPE, **changes}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_structured_with(time="0001-01-01T00:00:00+01:00"), "outside years 1-9999"),
+        (_structured_with(time="9999-12-31T23:59:59-01:00"), "outside years 1-9999"),
+        (_structured_with(time="9999-12-31T24:00:00Z"), "RFC 3339"),
+        (_structured_with(id="x").replace(b'"x"', b'"\\udcff"'), "'id' is not valid Unicode"),
+        (_structured_with(namespace={"a": 1}), "'namespace' is a dict"),
+        (_structured_with(namespace=[1]), "'namespace' is a list"),
+        (_structured_with(**{"abc\n": "v"}), "extension name"),
+        (_structured_with(data="x", datacontenttype="text/plain").replace(b'"x"', b'"\\ud800"'),
+         "data is not valid Unicode"),
+        (_structured_with(data=None).replace(b"null", _NESTED_100K.encode()), "nested too deeply"),
+        (_NESTED_100K.encode(), "nested too deeply"),
+        (_structured_with(specversion="x" * 10_000), "10000 characters"),
+    ],
+)  # fmt: skip
+def test_http_structured_events_kafka_cannot_carry_as_sent_are_refused(
+    body: bytes, reason: str
+) -> None:
+    with pytest.raises(InvalidEventError, match=re.escape(reason)):
+        events.event_from_http({"content-type": "application/cloudevents+json"}, body)
+    with pytest.raises(InvalidEventError, match=re.escape(reason)) as in_batch:
+        events.events_from_http_batch(b"[" + body + b"]")
+    # Nesting is found while parsing the whole batch, before any one event.
+    assert "nested" in reason or str(in_batch.value).startswith("event 0 of the batch")
+
+
+def test_http_structured_extension_numbers_and_booleans_are_kept_as_their_text() -> None:
+    body = _structured_with(count=3, ratio=0.5, flag=True, namespace="équipe")
+    record = events.event_to_kafka(events.event_from_http(
+        {"content-type": "application/cloudevents+json"}, body), key=None)  # fmt: skip
+    headers = dict(record.headers)
+    assert (headers["ce_count"], headers["ce_ratio"], headers["ce_flag"]) == (b"3", b"0.5", b"true")
+    assert headers["ce_namespace"] == "équipe".encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ([(b"ce-id", b"\xff\xfe")], "'ce-id' is not UTF-8"),
+        ([(b"ce-id", b"a"), (b"Ce-Id", b"b")], "'ce-id' appears more than once"),
+        ([(b"content-type", b"a"), (b"content-type", b"b")], "appears more than once"),
+    ],
+)
+def test_http_headers_of_an_event_are_utf8_and_unique(
+    raw: list[tuple[bytes, bytes]], reason: str
+) -> None:
+    with pytest.raises(InvalidEventError, match=re.escape(reason)):
+        events.cloudevent_http_headers(raw)
+
+
+def test_http_headers_read_utf8_and_skip_other_headers() -> None:
+    raw = [(b"Ce-Namespace", "équipe".encode()), (b"accept", b"\xff"), (b"accept", b"x")]
+    assert events.cloudevent_http_headers(raw) == {"ce-namespace": "équipe"}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("%FF", "not UTF-8"),
+        ("%ED%A0%80", "not UTF-8"),  # an encoded surrogate is not UTF-8 either
+        ("0001-01-01T00:00:00+01:00", "outside years 1-9999"),
+    ],
+)
+def test_http_binary_values_that_kafka_cannot_carry_are_refused(value: str, reason: str) -> None:
+    name = "Ce-Time" if value[0].isdigit() else "Ce-Namespace"
+    headers = {"Ce-Id": "1", "Ce-Specversion": "1.0", "Ce-Source": "/s", "Ce-Type": "t",
+               name: value}  # fmt: skip
+    with pytest.raises(InvalidEventError, match=reason):
+        events.event_from_http(headers, b"")
+
+
+def test_kafka_structured_records_nested_too_deeply_are_invalid_not_a_crash() -> None:
+    value = _structured_with(data=None).replace(b"null", _NESTED_100K.encode())
+    with pytest.raises(InvalidEventError, match="nested too deeply"):
+        events.event_from_kafka([("content-type", b"application/cloudevents+json")], value)
 
 
 def test_encoder_writes_what_the_sdk_path_writes() -> None:

@@ -7,10 +7,12 @@ import json
 import httpx
 
 from infermon import events
+from logger.ingest import RecordBuilder, record_wire_bytes
+from logger.settings import IngestSettings
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.toy_model_server import ToyModelServer
 from tests.logger.conftest import StartInfermon
-from tests.logger.events_on_kafka import by_type, logged_events
+from tests.logger.events_on_kafka import LoggedEvent, by_type, logged_events
 
 # Exactly the header set KServe's agent sends for a request event (kserve-logger.md section 2):
 # Go-canonical names, raw JSON in Ce-Metadata, nanosecond Ce-Time.
@@ -157,3 +159,172 @@ def test_large_payloads_are_capped_and_marked(
     assert logged.value == body[:64]
     assert logged.ext("truncated") == "true"
     assert by_type([logged])["request"].id == KSERVE_AGENT_HEADERS["Ce-Id"]
+
+
+# Times that parse but leave years 1-9999 once converted to UTC, and one that overflows parsing.
+UNREPRESENTABLE_TIMES = [
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+    "9999-12-31T24:00:00Z",
+]
+STRUCTURED = {"content-type": "application/cloudevents+json"}
+BATCH = {"content-type": "application/cloudevents-batch+json"}
+NESTED_100K = "[" * 100_000 + "]" * 100_000
+
+
+def _envelope(event_id: str, **attributes: object) -> dict[str, object]:
+    return {
+        "specversion": "1.0", "id": event_id, "source": "/test",
+        "type": events.KSERVE_REQUEST_TYPE, "data": {"instances": [[1]]}, **attributes,
+    }  # fmt: skip
+
+
+def _refused(answer: httpx.Response, status: int, *words: str) -> None:
+    """`answer` is `status` with a JSON reason that mentions each of `words`."""
+    assert answer.status_code == status, answer.text
+    reason = answer.json()["error"]
+    for word in words:
+        assert word in reason, reason
+
+
+def _only_these_ids_on_topic(bootstrap: str, topic: str, ids: list[str]) -> list[LoggedEvent]:
+    """The topic holds exactly the events `ids`, in that order, and nothing else."""
+    logged = logged_events(bootstrap, topic, len(ids))
+    assert [event.id for event in logged] == ids
+    return logged
+
+
+def test_unrepresentable_times_are_400_in_every_mode_and_write_nothing(
+    start_infermon: StartInfermon, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    topic = new_topic()
+    ingest = start_infermon("ingest", "--kafka-bootstrap", kafka_bootstrap, "--topic", topic)
+    before = httpx.post(ingest.url, content=json.dumps(_envelope("before")), headers=STRUCTURED)
+    assert before.status_code == 202
+    for time in UNREPRESENTABLE_TIMES:
+        binary = httpx.post(
+            ingest.url, content=b"{}", headers={**KSERVE_AGENT_HEADERS, "Ce-Time": time}
+        )
+        _refused(binary, 400, "time")
+        structured = json.dumps(_envelope("s", time=time))
+        _refused(httpx.post(ingest.url, content=structured, headers=STRUCTURED), 400, "time")
+    after = httpx.post(ingest.url, content=b"{}", headers=KSERVE_AGENT_HEADERS)
+    assert after.status_code == 202
+    _only_these_ids_on_topic(kafka_bootstrap, topic, ["before", KSERVE_AGENT_HEADERS["Ce-Id"]])
+    metrics = ingest.metrics()
+    assert metrics['infermon_ingest_requests_rejected_total{code="400"}'] == 6
+    assert metrics["infermon_ingest_requests_unforeseen_total"] == 0
+
+
+def test_bodies_nested_100k_deep_are_400(
+    start_infermon: StartInfermon, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    topic = new_topic()
+    ingest = start_infermon("ingest", "--kafka-bootstrap", kafka_bootstrap, "--topic", topic)
+    envelope = json.dumps(_envelope("deep", data=None)).replace("null", NESTED_100K)
+    _refused(httpx.post(ingest.url, content=envelope, headers=STRUCTURED), 400, "nested")
+    _refused(httpx.post(ingest.url, content=f"[{envelope}]", headers=BATCH), 400, "nested")
+    _refused(httpx.post(ingest.url, content=NESTED_100K, headers=BATCH), 400, "nested")
+    good = httpx.post(ingest.url, content=json.dumps(_envelope("after")), headers=STRUCTURED)
+    assert good.status_code == 202
+    _only_these_ids_on_topic(kafka_bootstrap, topic, ["after"])
+
+
+def test_attributes_that_are_not_unicode_text_are_400(
+    start_infermon: StartInfermon, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    topic = new_topic()
+    ingest = start_infermon("ingest", "--kafka-bootstrap", kafka_bootstrap, "--topic", topic)
+
+    def binary(**changed: str | bytes) -> httpx.Response:
+        return httpx.post(ingest.url, content=b"{}", headers={**KSERVE_AGENT_HEADERS, **changed})
+
+    def structured(text: str) -> httpx.Response:
+        return httpx.post(ingest.url, content=text, headers=STRUCTURED)
+
+    _refused(binary(**{"Ce-Id": b"\xff\xfe"}), 400, "ce-id", "UTF-8")
+    _refused(binary(**{"Ce-Namespace": "%C3%28"}), 400, "ce-namespace", "UTF-8")
+    _refused(structured(json.dumps(_envelope("x")).replace('"x"', '"\\udcff"')), 400, "'id'")
+    lone = json.dumps(_envelope("x", namespace="n")).replace('"n"', '"a\\ud800b"')
+    _refused(structured(lone), 400, "namespace", "Unicode")
+    text_data = _envelope("x", datacontenttype="text/plain", data="d")
+    _refused(structured(json.dumps(text_data).replace('"d"', '"\\udfff"')), 400, "data")
+    _refused(structured(json.dumps(_envelope("x", metadata={"a": 1}))), 400, "metadata")
+    _refused(structured(json.dumps({**_envelope("x"), "abc\n": "v"})), 400, "extension name")
+    # UTF-8 text in a header is that text, not its bytes read as Latin-1.
+    accepted = binary(**{"Ce-Namespace": "équipe".encode()})
+    assert accepted.status_code == 202, accepted.text
+    (logged,) = _only_these_ids_on_topic(kafka_bootstrap, topic, [KSERVE_AGENT_HEADERS["Ce-Id"]])
+    assert logged.headers["ce_namespace"] == "équipe".encode()
+
+
+def test_a_batch_with_one_bad_event_is_refused_whole(
+    start_infermon: StartInfermon, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    topic = new_topic()
+    ingest = start_infermon("ingest", "--kafka-bootstrap", kafka_bootstrap, "--topic", topic)
+
+    def batch(*envelopes: object) -> httpx.Response:
+        return httpx.post(ingest.url, content=json.dumps(envelopes), headers=BATCH)
+
+    assert batch(_envelope("before")).status_code == 202
+    bad_time = _envelope("b", time=UNREPRESENTABLE_TIMES[0])
+    _refused(batch(_envelope("g1"), bad_time, _envelope("g2")), 400, "event 1", "time")
+    huge = _envelope("h", namespace="n" * 1_200_000)
+    _refused(batch(_envelope("g1"), _envelope("g2"), huge), 413, "event 2", "message.max.bytes")
+    _refused(batch(_envelope("g1"), "not an event"), 400, "event 1", "JSON object")
+    assert batch(_envelope("kept-1"), _envelope("kept-2")).status_code == 202
+    _only_these_ids_on_topic(kafka_bootstrap, topic, ["before", "kept-1", "kept-2"])
+
+
+def _padding_to_fill(builder: RecordBuilder, headers: dict[str, str], body: bytes) -> int:
+    """How many bytes an extra attribute's value can hold before the record passes the limit."""
+    probe = {**headers, "Ce-Padding": ""}
+    raw = [(name.lower().encode(), value.encode()) for name, value in probe.items()]
+    (event,) = builder.parse(raw, body, batch=False)
+    return builder.record_limit - record_wire_bytes(builder.record(event))
+
+
+def test_an_event_too_large_for_the_broker_is_413_and_one_that_just_fits_is_written(
+    start_infermon: StartInfermon, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    topic = new_topic()
+    ingest = start_infermon("ingest", "--kafka-bootstrap", kafka_bootstrap, "--topic", topic)
+
+    def binary(padding: int, body: bytes = b"{}") -> httpx.Response:
+        headers = {**KSERVE_AGENT_HEADERS, "Ce-Padding": "p" * padding}
+        return httpx.post(ingest.url, content=body, headers=headers, timeout=30)
+
+    _refused(binary(1_500_000), 413, "1000000", "message.max.bytes")
+    room = _padding_to_fill(RecordBuilder(IngestSettings()), KSERVE_AGENT_HEADERS, b"{}")
+    assert 990_000 < room < 1_000_000
+    _refused(binary(room + 1), 413, "message.max.bytes")
+    assert binary(room).status_code == 202
+    # A payload above the default cap is cut to it, then fits.
+    assert binary(0, body=b"x" * 1_500_000).status_code == 202
+    logged = _only_these_ids_on_topic(kafka_bootstrap, topic, [KSERVE_AGENT_HEADERS["Ce-Id"]] * 2)
+    assert len(logged[0].headers["ce_padding"]) == room
+    assert (len(logged[1].value), logged[1].ext("truncated")) == (900_000, "true")
+
+
+def test_configured_limits_refuse_with_413(
+    start_infermon: StartInfermon, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    """The record limit follows message.max.bytes and holds for uncapped payloads too; a batch
+    is bounded in events."""
+    topic = new_topic()
+    ingest = start_infermon(
+        "ingest", "--kafka-bootstrap", kafka_bootstrap, "--topic", topic,
+        "--kafka-config", "message.max.bytes=300000", "--max-payload-bytes", "0",
+        "--max-batch-events", "3",
+    )  # fmt: skip
+    four = json.dumps([_envelope(f"g{n}") for n in range(4)])
+    _refused(httpx.post(ingest.url, content=four, headers=BATCH), 413, "4 events", "3")
+    with_padding = {**KSERVE_AGENT_HEADERS, "Ce-Padding": "p" * 300_000}
+    _refused(httpx.post(ingest.url, content=b"{}", headers=with_padding), 413, "300000")
+    payload = httpx.post(ingest.url, content=b"x" * 300_000, headers=KSERVE_AGENT_HEADERS)
+    _refused(payload, 413, "payload 300000")
+    fitting = httpx.post(ingest.url, content=b"x" * 290_000, headers=KSERVE_AGENT_HEADERS)
+    assert fitting.status_code == 202
+    (logged,) = _only_these_ids_on_topic(kafka_bootstrap, topic, [KSERVE_AGENT_HEADERS["Ce-Id"]])
+    assert logged.value == b"x" * 290_000
