@@ -16,7 +16,7 @@ from tests.fixtures.infermon_process import InfermonProcess
 from tests.fixtures.processes import free_port, port_open
 from tests.fixtures.toy_model_server import ToyModelServer
 from tests.logger.conftest import StartInfermon
-from tests.logger.events_on_kafka import logged_events
+from tests.logger.events_on_kafka import as_logged, logged_events
 
 pytestmark = pytest.mark.slow
 
@@ -279,12 +279,19 @@ def test_readiness_is_false_while_kafka_is_unreachable_and_true_again_after(
     create_topic(bootstrap, "ready")
     logger = start_infermon(
         "logger", "--model-url", toy_model_server.url, "--kafka-bootstrap", bootstrap,
-        "--topic", "ready", "--delivery-timeout-ms", "3000", spool_dir=tmp_path / "spool",
+        "--topic", "ready", "--delivery-timeout-ms", "3000", "--max-payload-bytes", "0",
+        spool_dir=tmp_path / "spool",
     )  # fmt: skip
     make_calls(logger.url, 3, "up")
     broker.stop()
     make_calls(logger.url, 3, "down")
     wait_for_readiness(logger, False, 20)
+    # Unready, the sink spools every event: this one is cut before it is written there.
+    echo(logger.url, BIG_BODY, "big-down")
+    logger.wait_for_metrics(
+        lambda metrics: metrics.get("infermon_events_cut_total", 0) == 2, 10, "the cut"
+    )
+    assert readiness(logger) is False
     tansu_factory(port=port)
     create_topic(bootstrap, "ready")
     wait_for_readiness(logger, True, 30)
@@ -293,6 +300,15 @@ def test_readiness_is_false_while_kafka_is_unreachable_and_true_again_after(
         lambda metrics: metrics.get("infermon_spool_pending_events", 1) == 0, 30, "replay"
     )
     # The new broker is empty: what it holds came from the spool or was sent after it was back.
-    messages = wait_for_events(bootstrap, "ready", 12, timeout_s=30)
+    messages = wait_for_events(bootstrap, "ready", 14, timeout_s=30)
     keys = {message.key() for message in messages}
     assert {f"{p}-{n}".encode() for p in ("down", "again") for n in range(3)} <= keys
+    big = [as_logged(message) for message in messages if message.key() == b"big-down"]
+    assert {event.type for event in big} == {
+        "org.kubeflow.serving.inference.request",
+        "org.kubeflow.serving.inference.response",
+    }
+    for event in big:
+        assert event.ext("truncated") == "true"
+        assert int(event.ext("originalbytes") or 0) > len(BIG_BODY)
+        assert BIG_BODY.startswith(event.value) and len(event.value) < PRODUCER_LIMIT_BYTES
