@@ -53,6 +53,11 @@ MAX_DEFERRED_BYTES = 4 * 1024 * 1024
 # at once holds the loop for a millisecond or more, which calls arriving then would wait out.
 DEFERRED_SLICE_EVENTS = 8
 PROBE_TIMEOUT_S = 2.0
+# A producer that lets every replayed event time out while Kafka answers its probes is stuck:
+# an idempotent producer whose broker lost its producer id (a broker that came back empty)
+# waits for it forever. After this many such replays in a row, a new producer takes over.
+STALLED_REPLAYS_BEFORE_NEW_PRODUCER = 2
+RETIRED_PRODUCER_DRAIN_S = 1.0
 MAX_BACKOFF_S = 30.0
 DROP_LOG_INTERVAL_S = 10.0
 # Errors after which sending the same bytes again can never succeed.
@@ -221,6 +226,14 @@ class _ReplayBatch:
         transient = [i for i, error in self.refused.items() if error.code() not in PERMANENT_ERRORS]
         return min(transient, default=self.expected)
 
+    def stalled(self) -> bool:
+        """Nothing delivered, and everything refused timed out in the producer."""
+        return (
+            not self.delivered
+            and bool(self.refused)
+            and all(error.code() == KafkaError._MSG_TIMED_OUT for error in self.refused.values())
+        )
+
     def give_up_from(self, index: int, error: KafkaError) -> None:
         """Records from `index` on were not handed to the producer: they count as refused."""
         for unsent in range(index, self.expected):
@@ -268,7 +281,10 @@ class EventSink:
         self._delivery_timeout_s = settings.delivery_timeout_ms / 1000
         self._metrics = metrics
         self._spool = spool
-        self._producer = producer_factory(self._producer_config(settings))
+        self._producer_factory = producer_factory
+        self._producer_settings = self._producer_config(settings)
+        self._producer = producer_factory(self._producer_settings)
+        self._stalled_replays = 0
         self._queued_bytes = 0
         self._queued_events = 0
         self._deferred: list[Callable[[], KafkaRecord]] = []
@@ -282,6 +298,7 @@ class EventSink:
         self._drop_log = _ThrottledLog(logging.ERROR, "dropped")
         self._quarantine_log = _ThrottledLog(logging.ERROR, "quarantined")
         self._cut_log = _ThrottledLog(logging.WARNING, "cut to fit message.max.bytes")
+        self._replay_log = _ThrottledLog(logging.WARNING, "could not replay, for now,")
         metrics.queue_bytes.set_function(lambda: self._queued_bytes)
         metrics.queue_events.set_function(lambda: self._queued_events + len(self._deferred))
         metrics.spool_events.set_function(lambda: spool.pending_records if spool else 0)
@@ -545,6 +562,27 @@ class EventSink:
             self._producer.poll(0)
             await asyncio.sleep(0.001)
         self._settle_replayed(batch, outcome)
+        self._stalled_replays = self._stalled_replays + 1 if outcome.stalled() else 0
+        if self._stalled_replays >= STALLED_REPLAYS_BEFORE_NEW_PRODUCER and not self._closing:
+            await self._renew_producer()
+
+    async def _renew_producer(self) -> None:
+        """Replace a stuck producer; what it still holds comes back through the delivery
+        callbacks as purged, served here on the loop's thread, and goes to the spool."""
+        log.warning(
+            "kafka answers but %d replays in a row timed out: starting a new producer",
+            self._stalled_replays,
+        )
+        self._stalled_replays = 0
+        retired = [self._producer]
+        self._producer = self._producer_factory(self._producer_settings)
+        retired[0].purge(in_queue=True, in_flight=True, blocking=False)
+        deadline = time.monotonic() + RETIRED_PRODUCER_DRAIN_S
+        while len(retired[0]) and time.monotonic() < deadline:
+            retired[0].poll(0)
+            await asyncio.sleep(0.01)
+        # The last reference goes in a worker thread: librdkafka's teardown may take a while.
+        await asyncio.get_running_loop().run_in_executor(None, retired.clear)
 
     def _settle_replayed(self, batch: list[SpooledRecord], outcome: _ReplayBatch) -> None:
         """Quarantine what Kafka refused for good and commit up to the first record that failed
@@ -557,7 +595,9 @@ class EventSink:
         self._spool.commit(settled)
         self._metrics.replayed.inc(settled - len([i for i in outcome.refused if i < settled]))
         if settled < len(batch):
-            self._mark_down(f"replay failed: {outcome.first_error()}")
+            reason = f"replay failed: {outcome.first_error()}"
+            self._replay_log.note(f"{reason}; {self._spool.pending_records} wait in the spool")
+            self._mark_down(reason)
             self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2)
             self._next_probe = time.monotonic() + self._backoff_s
             return

@@ -294,7 +294,7 @@ def test_readiness_is_false_while_kafka_is_unreachable_and_true_again_after(
     assert readiness(logger) is False
     tansu_factory(port=port)
     create_topic(bootstrap, "ready")
-    wait_for_readiness(logger, True, 30)
+    wait_for_readiness(logger, True, 60)
     make_calls(logger.url, 3, "again")
     logger.wait_for_metrics(
         lambda metrics: metrics.get("infermon_spool_pending_events", 1) == 0, 30, "replay"

@@ -1,17 +1,26 @@
-"""Cutting an event to the producer's `message.max.bytes`, checked against librdkafka itself."""
+"""The sink: events cut to `message.max.bytes` (checked against librdkafka), stuck producers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from infermon.events import KafkaRecord
+from logger.metrics import SinkMetrics
 from logger.settings import LoggerSettings
-from logger.sink import ATTRIBUTE_CUT_BYTES, CUT_MARKER, cut_to_fit, record_fit
+from logger.sink import ATTRIBUTE_CUT_BYTES, CUT_MARKER, EventSink, cut_to_fit, record_fit
+from logger.spool import DiskSpool
+from tests.fixtures.broker import create_topic, read_all
+from tests.fixtures.factories import TansuFactory
+from tests.fixtures.processes import free_port
 
 LIMITS = (1_000, 1_500, 4_000, 100_000, 1_000_000)
 
@@ -152,3 +161,52 @@ def test_the_limit_is_the_producers_message_max_bytes() -> None:
     for bad in ("abc", "999", "-5", "2000000000"):
         with pytest.raises(ValueError, match=r"message\.max\.bytes must be an integer"):
             LoggerSettings(kafka_config={"message.max.bytes": bad})
+
+
+@pytest.mark.slow
+def test_a_producer_stuck_on_a_broker_that_came_back_empty_is_replaced(
+    tansu_factory: TansuFactory, tmp_path: Path
+) -> None:
+    """An idempotent producer with events in flight when its broker dies waits forever for the
+    producer id a broker that comes back empty no longer knows; a new producer delivers them."""
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    broker = tansu_factory(port=port)
+    create_topic(bootstrap, "stuck")
+    settings = LoggerSettings(
+        kafka_bootstrap=bootstrap, topic="stuck", delivery_timeout_ms=2000, spool_dir=str(tmp_path)
+    )
+    registry = CollectorRegistry()
+    metrics = SinkMetrics(registry)
+
+    def delivered() -> float:
+        replayed = registry.get_sample_value("infermon_events_replayed_total") or 0
+        return metrics.produced.values[None] + replayed
+
+    async def scenario() -> None:
+        with DiskSpool(tmp_path, max_bytes=1 << 20) as spool:
+            sink = EventSink(settings, metrics, spool)
+            running = asyncio.create_task(sink.run())
+            for number in range(3):
+                sink.send(event(b"before", key=f"before-{number}".encode()))
+            await until(lambda: delivered() == 3, 10)
+            for number in range(3):
+                sink.send(event(b"in flight", key=f"lost-{number}".encode()))
+            await asyncio.sleep(0.01)
+            broker.stop()
+            tansu_factory(port=port)
+            create_topic(bootstrap, "stuck")
+            await until(lambda: delivered() >= 6 and spool.pending_records == 0, 60)
+            await sink.close(5)
+            await running
+
+    asyncio.run(scenario())
+    keys = {message.key() for message in read_all(bootstrap, "stuck", idle_s=1.0)}
+    assert keys == {f"lost-{number}".encode() for number in range(3)}
+
+
+async def until(condition: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.05)
