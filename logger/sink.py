@@ -248,9 +248,10 @@ class _ReplayBatch:
 class _ThrottledLog:
     """Logs a kind of trouble at most once per interval, with how often it happened since."""
 
-    def __init__(self, level: int, what: str) -> None:
+    def __init__(self, level: int, template: str) -> None:
+        """`template` takes the count since the last log, then the latest reason."""
         self._level = level
-        self._what = what
+        self._template = template
         self._since_log = 0
         self._last_log = float("-inf")
 
@@ -258,7 +259,7 @@ class _ThrottledLog:
         self._since_log += 1
         now = time.monotonic()
         if now - self._last_log >= DROP_LOG_INTERVAL_S:
-            log.log(self._level, "%s %d event(s): %s", self._what, self._since_log, reason)
+            log.log(self._level, self._template, self._since_log, reason)
             self._since_log = 0
             self._last_log = now
 
@@ -295,10 +296,12 @@ class EventSink:
         self._run_finished = asyncio.Event()
         self._backoff_s = 0.5
         self._next_probe = 0.0
-        self._drop_log = _ThrottledLog(logging.ERROR, "dropped")
-        self._quarantine_log = _ThrottledLog(logging.ERROR, "quarantined")
-        self._cut_log = _ThrottledLog(logging.WARNING, "cut to fit message.max.bytes")
-        self._replay_log = _ThrottledLog(logging.WARNING, "could not replay, for now,")
+        self._drop_log = _ThrottledLog(logging.ERROR, "dropped %d event(s): %s")
+        self._quarantine_log = _ThrottledLog(logging.ERROR, "quarantined %d event(s): %s")
+        self._cut_log = _ThrottledLog(
+            logging.WARNING, "cut %d event(s) to fit message.max.bytes: %s"
+        )
+        self._replay_log = _ThrottledLog(logging.WARNING, "replay failed %d time(s): %s")
         metrics.queue_bytes.set_function(lambda: self._queued_bytes)
         metrics.queue_events.set_function(lambda: self._queued_events + len(self._deferred))
         metrics.spool_events.set_function(lambda: spool.pending_records if spool else 0)
