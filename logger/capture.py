@@ -17,13 +17,15 @@ from infermon.events import KafkaRecord
 from logger.settings import LoggerSettings
 
 REDACTED = "[REDACTED]"
+# Set when --redact replaced a payload whole because it could not walk it; the value says why.
+EXT_REDACTION = "redaction"
 # Distinct request paths whose (protocol, model name) are remembered: a model server has a few.
 MAX_CACHED_PATHS = 1024
 # Every attribute a logged event sets per call (the rest are the same for all calls).
 PER_EVENT_ATTRIBUTES = (
     events.EXT_METADATA, events.EXT_RECORDED_TIME, events.EXT_REQUEST_ID, events.EXT_METHOD,
     events.EXT_PATH, events.EXT_PROTOCOL, events.EXT_MODEL_NAME, events.EXT_TRUNCATED,
-    events.EXT_STATUS_CODE, events.EXT_LATENCY_MS,
+    events.EXT_STATUS_CODE, events.EXT_LATENCY_MS, EXT_REDACTION,
 )  # fmt: skip
 
 
@@ -61,15 +63,23 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._paths)
 
-    def redact(self, body: bytes) -> bytes:
-        """The body with every match replaced; non-JSON bodies are replaced whole, to be safe."""
+    def redact(self, body: bytes) -> tuple[bytes, str | None]:
+        """(the body with every match replaced, None), or, for a body that cannot be walked,
+        (`REDACTED` in its place, why): nothing unredacted is ever shown, and no event lost."""
         try:
             document: Any = json.loads(body)
+        except RecursionError:
+            return REDACTED.encode(), "replaced whole: JSON nested too deep to walk"
         except (ValueError, UnicodeDecodeError):
-            return REDACTED.encode() if body else body
-        for path in self._paths:
-            document = path.update(document, REDACTED)
-        return json.dumps(document, separators=(",", ":")).encode()
+            return REDACTED.encode(), "replaced whole: not JSON"
+        try:
+            for path in self._paths:
+                document = path.update(document, REDACTED)
+            return json.dumps(document, separators=(",", ":")).encode(), None
+        except RecursionError:
+            return REDACTED.encode(), "replaced whole: JSON nested too deep to walk"
+        except Exception as error:  # jsonpath-ng on an odd document: hide it all, keep the event
+            return REDACTED.encode(), f"replaced whole: {type(error).__name__} while redacting"
 
 
 @dataclass(slots=True)
@@ -203,8 +213,12 @@ class EventBuilder:
         if truncated:
             attributes[events.EXT_TRUNCATED] = "true"
         if self._redactor and body:
-            # A cut payload cannot be parsed, so nothing of it can be shown safely.
-            body = REDACTED.encode() if truncated else self._redactor.redact(body)
+            if truncated:  # a cut payload cannot be parsed, so nothing of it is shown
+                body, reason = REDACTED.encode(), "replaced whole: payload truncated"
+            else:
+                body, reason = self._redactor.redact(body)
+            if reason is not None:
+                attributes[EXT_REDACTION] = reason
         return self._encoder.encode(attributes, body, content_type, key=call.request_id)
 
     def request_event(self, call: CallRecord) -> KafkaRecord:

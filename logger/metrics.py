@@ -109,7 +109,19 @@ class SinkMetrics:
         )
         self.dropped = Counter(
             "infermon_events_dropped",
-            "events lost: spool full or absent, or refused by Kafka for good",
+            "events lost: spool full or absent, or refused by Kafka for good with no room to "
+            "set them aside",
+            ["reason"],
+            registry=registry,
+        )
+        self.cut = Counter(
+            "infermon_events_cut",
+            "events cut to fit Kafka's message.max.bytes: payload, then oversized attributes",
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "infermon_events_quarantined",
+            "events Kafka refused for good, set aside in the spool's quarantine file, by error",
             ["reason"],
             registry=registry,
         )

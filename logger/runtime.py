@@ -30,7 +30,15 @@ class SinkRuntime:
         self.settings = settings
         self.registry = CollectorRegistry()
         spool_path = settings.spool_path
-        self.spool = DiskSpool(spool_path, settings.spool_max_bytes) if spool_path else None
+        self.spool = (
+            DiskSpool(
+                spool_path,
+                settings.spool_max_bytes,
+                quarantine_max_bytes=settings.quarantine_max_bytes,
+            )
+            if spool_path
+            else None
+        )
         if self.spool is not None and self.spool.pending_records:
             log.info(
                 "spool %s holds %d event(s) from an earlier run; they will be replayed",
@@ -44,7 +52,7 @@ class SinkRuntime:
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self.sink.run()))
-        app = admin_app(self.registry, ready=lambda: self.accepting and self.sink.healthy())
+        app = admin_app(self.registry, ready=lambda: self.accepting and self.sink.delivering())
         self._admin = embedded_server(app, self.settings.admin_host, self.settings.admin_port)
         self._tasks.append(asyncio.create_task(self._admin.serve()))
 

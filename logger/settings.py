@@ -11,6 +11,10 @@ from infermon.settings import CommaList, KafkaSettings, split_comma_list
 
 # librdkafka's own default message.max.bytes is 1,000,000; leave room for headers.
 DEFAULT_MAX_PAYLOAD_BYTES = 900_000
+# librdkafka's producer refuses a record (key, value and headers) above `message.max.bytes`:
+# 1,000,000 bytes unless --kafka-config sets it, within 1,000..1,000,000,000.
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+MESSAGE_MAX_BYTES_RANGE = (1_000, 1_000_000_000)
 
 
 class SinkSettings(KafkaSettings):
@@ -37,15 +41,36 @@ class SinkSettings(KafkaSettings):
         ge=0,
         description="payloads above this are cut to it and marked truncated=true; 0: no cap",
     )
+    quarantine_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="bytes of events Kafka refused for good kept in the spool directory's "
+        "quarantine file; beyond it such events are dropped",
+    )
     admin_port: int = Field(9091, description="port for /metrics, /healthz and /readyz")
     admin_host: str = Field("0.0.0.0", description="address the admin port binds to")
     shutdown_timeout_s: float = Field(
         10.0, gt=0, description="on SIGTERM, time allowed to flush events to Kafka or the spool"
     )
 
+    @field_validator("kafka_config")
+    @classmethod
+    def _message_max_bytes_in_range(cls, config: dict[str, str]) -> dict[str, str]:
+        raw = config.get("message.max.bytes")
+        low, high = MESSAGE_MAX_BYTES_RANGE
+        if raw is not None and not (raw.strip().isdigit() and low <= int(raw) <= high):
+            raise ValueError(f"message.max.bytes must be an integer from {low} to {high}")
+        return config
+
     @property
     def spool_path(self) -> Path | None:
         return Path(self.spool_dir) if self.spool_dir else None
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The producer's `message.max.bytes`: no record above it can be sent."""
+        raw = self.kafka_config.get("message.max.bytes")
+        return int(raw) if raw is not None else DEFAULT_MESSAGE_MAX_BYTES
 
 
 class LoggerSettings(SinkSettings):

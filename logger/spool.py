@@ -7,6 +7,10 @@ On disk, a spool directory holds:
 - `cursor`: the (segment number, byte offset) of the oldest record not yet committed, as two u64
   and their crc32, replaced atomically on every commit. Segments before the cursor's are deleted.
 - `lock`: held with `flock` while a `DiskSpool` is open; it holds the owner's pid.
+- `quarantine.spool`: records Kafka refused for good, set aside with the reason so that replay
+  goes on past them; never replayed, bounded by `quarantine_max_bytes`, read with
+  `read_quarantine`. Its frames have their own magic byte, and their payload is
+  `quarantined at (f64 unix time) | reason (u32 length, UTF-8) | record` (the record as above).
 
 A record is one frame: `magic (u8) | payload length (u32) | crc32(payload) (u32) | payload`, and
 the payload is `topic | key | headers | value`, each string or bytes preceded by its u32 length
@@ -43,6 +47,7 @@ import mmap
 import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,8 +56,12 @@ from types import TracebackType
 
 log = logging.getLogger(__name__)
 
-# High nibble marks a frame, low nibble is the format version (1).
+# High nibble marks a frame (A: a spooled record, B: a quarantined one), low nibble is the
+# format version (1).
 _MAGIC = 0xA1
+_QUARANTINE_MAGIC = 0xB1
+_QUARANTINE_PREFIX = struct.Struct("<dI")  # quarantined at (unix time), reason length
+QUARANTINE_FILE_NAME = "quarantine.spool"
 _FRAME_HEADER = struct.Struct("<BII")  # magic, payload length, crc32 of the payload
 _U32 = struct.Struct("<I")
 _NO_KEY = 0xFFFF_FFFF
@@ -72,6 +81,15 @@ class SpooledRecord:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRecord:
+    """A record Kafka refused for good, as `read_quarantine` finds it."""
+
+    record: SpooledRecord
+    reason: str
+    quarantined_at: float  # unix time
 
 
 class SpoolCorruptError(Exception):
@@ -103,10 +121,17 @@ class DiskSpool:
     """
 
     def __init__(
-        self, directory: Path, max_bytes: int, segment_bytes: int = 64 * 1024 * 1024
+        self,
+        directory: Path,
+        max_bytes: int,
+        segment_bytes: int = 64 * 1024 * 1024,
+        quarantine_max_bytes: int = 256 * 1024 * 1024,
     ) -> None:
-        if max_bytes <= 0 or segment_bytes <= 0:
-            raise ValueError(f"max_bytes ({max_bytes}) and segment_bytes must be positive")
+        if max_bytes <= 0 or segment_bytes <= 0 or quarantine_max_bytes <= 0:
+            raise ValueError(
+                f"max_bytes ({max_bytes}), segment_bytes ({segment_bytes}) and "
+                f"quarantine_max_bytes ({quarantine_max_bytes}) must be positive"
+            )
         self._directory = directory
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
@@ -114,6 +139,10 @@ class DiskSpool:
         directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(directory / "lock")
         self._closed = False
+        self._quarantine_path = directory / QUARANTINE_FILE_NAME
+        self._quarantine_max_bytes = quarantine_max_bytes
+        self._quarantine_bytes = 0
+        self._quarantine_fd: int | None = None  # opened on first use
         self._segments: list[_Segment] = []  # [0] holds the cursor, [-1] takes appends
         self._read_offset = 0
         self._pending_records = 0
@@ -124,14 +153,24 @@ class DiskSpool:
         self._write_failing = False
         try:
             self._recover()
+            self._quarantine_bytes = _recover_quarantine(self._quarantine_path)
             self._fd = _open_segment(self._segments[-1].path)
         except BaseException:
             os.close(self._lock_fd)
             raise
 
     @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @property
     def pending_records(self) -> int:
         return self._pending_records
+
+    @property
+    def quarantine_bytes(self) -> int:
+        """Bytes in the quarantine file."""
+        return self._quarantine_bytes
 
     @property
     def pending_bytes(self) -> int:
@@ -166,6 +205,31 @@ class DiskSpool:
         active.size_bytes += frame_bytes
         self._pending_records += 1
         self._pending_bytes += frame_bytes
+        return True
+
+    def quarantine(self, record: SpooledRecord, reason: str) -> bool:
+        """Set `record` aside in the quarantine file with `reason`, never to be replayed;
+        False, writing nothing, if it does not fit (or the write fails)."""
+        self._check_open()
+        reason_bytes = reason.encode()
+        prefix = _QUARANTINE_PREFIX.pack(time.time(), len(reason_bytes))
+        payload = b"".join((prefix, reason_bytes, _encode(record)))
+        frame_bytes = _FRAME_HEADER.size + len(payload)
+        if self._quarantine_bytes + frame_bytes > self._quarantine_max_bytes:
+            return False
+        header = _FRAME_HEADER.pack(_QUARANTINE_MAGIC, len(payload), zlib.crc32(payload))
+        try:
+            if self._quarantine_fd is None:
+                self._quarantine_fd = _open_segment(self._quarantine_path)
+            written = os.writev(self._quarantine_fd, (header, payload))
+            if written != frame_bytes:
+                raise OSError(f"short write: {written} of {frame_bytes} bytes")
+        except OSError as error:
+            log.warning("spool %s: could not quarantine a record: %s", self._directory, error)
+            with contextlib.suppress(OSError):  # a torn frame would hide the ones after it
+                os.truncate(self._quarantine_path, self._quarantine_bytes)
+            return False
+        self._quarantine_bytes += frame_bytes
         return True
 
     def read_batch(self, max_records: int, max_bytes: int = 4 * 1024 * 1024) -> list[SpooledRecord]:
@@ -224,6 +288,8 @@ class DiskSpool:
             return
         self._closed = True
         os.close(self._fd)
+        if self._quarantine_fd is not None:
+            os.close(self._quarantine_fd)
         os.close(self._lock_fd)  # releases the flock
 
     def __enter__(self) -> DiskSpool:
@@ -305,6 +371,43 @@ class DiskSpool:
             self._segments.append(_Segment(number, path, scan.valid_end, scan.skipped_offsets))
             self._pending_records += scan.pending_records
             self._pending_bytes += scan.pending_bytes
+
+
+def read_quarantine(directory: Path) -> Iterator[QuarantinedRecord]:
+    """The records set aside in a spool directory's quarantine file, oldest first; a torn
+    or damaged frame ends the reading (a `DiskSpool` opened on the directory cuts it off)."""
+    path = directory / QUARANTINE_FILE_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    offset = 0
+    while (frame := _frame_at(data, offset, _QUARANTINE_MAGIC)) is not None and frame[1]:
+        end = frame[0]
+        payload = data[offset + _FRAME_HEADER.size : end]
+        quarantined_at, reason_length = _QUARANTINE_PREFIX.unpack_from(payload)
+        record_start = _QUARANTINE_PREFIX.size + reason_length
+        reason = payload[_QUARANTINE_PREFIX.size : record_start].decode(errors="replace")
+        yield QuarantinedRecord(_decode(payload[record_start:]), reason, quarantined_at)
+        offset = end
+
+
+def _recover_quarantine(path: Path) -> int:
+    """Bytes of intact frames in the quarantine file; anything after them is cut off."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size == 0:
+        return 0
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        offset = 0
+        while (frame := _frame_at(data, offset, _QUARANTINE_MAGIC)) is not None and frame[1]:
+            offset = frame[0]
+    if offset < size:
+        log.warning("quarantine %s: dropping %d damaged byte(s) at its end", path, size - offset)
+        os.truncate(path, offset)
+    return offset
 
 
 def _lock(path: Path) -> int:
@@ -405,14 +508,16 @@ def _scan(data: mmap.mmap | bytes, cursor_offset: int) -> _SegmentScan:
     return _SegmentScan(offset, frozenset(skipped), resume, records, frame_bytes)
 
 
-def _frame_at(data: mmap.mmap | bytes, offset: int) -> tuple[int, bool] | None:
+def _frame_at(
+    data: mmap.mmap | bytes, offset: int, expected_magic: int = _MAGIC
+) -> tuple[int, bool] | None:
     """(frame end, checksum matches) if a whole frame starts at `offset`, else None."""
     payload_start = offset + _FRAME_HEADER.size
     if payload_start > len(data):
         return None
     magic, length, checksum = _FRAME_HEADER.unpack_from(data, offset)
     end = payload_start + length
-    if magic != _MAGIC or end > len(data):
+    if magic != expected_magic or end > len(data):
         return None
     return end, zlib.crc32(data[payload_start:end]) == checksum
 

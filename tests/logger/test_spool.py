@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from logger.spool import DiskSpool, SpoolCorruptError, SpooledRecord
+from logger.spool import (
+    QUARANTINE_FILE_NAME,
+    DiskSpool,
+    SpoolCorruptError,
+    SpooledRecord,
+    read_quarantine,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -137,6 +143,56 @@ def test_full_spool_refuses_appends_until_drained(tmp_path: Path) -> None:
         assert len(drain(spool)) == 3
         assert spool.append(record)
         assert spool.read_batch(10) == [record]
+
+
+def test_a_quarantined_record_keeps_its_reason_and_is_never_replayed(tmp_path: Path) -> None:
+    records = numbered(3)
+    refused = SpooledRecord("events", b"big", b"x" * 5000, (("ce_id", b"big"),))
+    with DiskSpool(tmp_path, max_bytes=MiB) as spool:
+        append_all(spool, records)
+        assert spool.quarantine(refused, "refused by Kafka: MSG_SIZE_TOO_LARGE")
+        assert spool.pending_records == 3, "the quarantine is not part of the queue"
+        assert drain(spool) == records
+    with DiskSpool(tmp_path, max_bytes=MiB) as spool:
+        assert spool.pending_records == 0
+        assert spool.quarantine(records[0], "second reason ü")
+    kept = list(read_quarantine(tmp_path))
+    assert [entry.record for entry in kept] == [refused, records[0]]
+    assert [entry.reason for entry in kept] == [
+        "refused by Kafka: MSG_SIZE_TOO_LARGE",
+        "second reason ü",
+    ]
+    assert kept[0].quarantined_at <= kept[1].quarantined_at
+    assert (tmp_path / QUARANTINE_FILE_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_quarantine_is_bounded(tmp_path: Path) -> None:
+    record = numbered(1, size_bytes=1000)[0]
+    with DiskSpool(tmp_path, max_bytes=MiB, quarantine_max_bytes=2500) as spool:
+        assert [spool.quarantine(record, "r") for _ in range(3)] == [True, True, False]
+        assert spool.quarantine_bytes < 2500
+    with DiskSpool(tmp_path, max_bytes=MiB, quarantine_max_bytes=2500) as spool:
+        assert not spool.quarantine(record, "r"), "the bound holds across restarts"
+    assert len(list(read_quarantine(tmp_path))) == 2
+
+
+def test_a_torn_quarantine_tail_is_cut_off_on_open(tmp_path: Path) -> None:
+    first, second, third = numbered(3)
+    with DiskSpool(tmp_path, max_bytes=MiB) as spool:
+        assert spool.quarantine(first, "one") and spool.quarantine(second, "two")
+    path = tmp_path / QUARANTINE_FILE_NAME
+    os.truncate(path, path.stat().st_size - 3)
+    assert [entry.record for entry in read_quarantine(tmp_path)] == [first]
+    with DiskSpool(tmp_path, max_bytes=MiB) as spool:
+        assert spool.quarantine(third, "three")
+    assert [entry.reason for entry in read_quarantine(tmp_path)] == ["one", "three"]
+
+
+def test_no_quarantine_file_reads_as_empty(tmp_path: Path) -> None:
+    with DiskSpool(tmp_path, max_bytes=MiB):
+        pass
+    assert list(read_quarantine(tmp_path)) == []
+    assert not (tmp_path / QUARANTINE_FILE_NAME).exists(), "made only when needed"
 
 
 def test_reopening_resumes_at_the_cursor(tmp_path: Path) -> None:
