@@ -24,19 +24,12 @@ from infermon.events import CloudEvent, InvalidEventError, KafkaRecord
 from infermon.settings import load_settings
 from logger.metrics import IngestMetrics
 from logger.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
-from logger.settings import IngestSettings, SinkSettings
-from logger.sink import EventSink
+from logger.settings import IngestSettings
+from logger.sink import EventSink, record_fit
 
 log = logging.getLogger(__name__)
 
 
-# librdkafka refuses a record above `message.max.bytes` (default 1,000,000 bytes) with
-# MSG_SIZE_TOO_LARGE, counting key, value and headers. Worst case on the wire, a record adds 36
-# bytes of its own fields and each header two length varints of up to 5 bytes; the record batch
-# around a lone record adds 61 more. An event above that is refused here, not dropped later.
-LIBRDKAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
-RECORD_OVERHEAD_BYTES = 36 + 61
-HEADER_OVERHEAD_BYTES = 2 * 5
 # A reason in an answer stays short: the input it quotes may be megabytes.
 MAX_REASON_CHARS = 500
 
@@ -48,25 +41,6 @@ class RefusedError(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def broker_record_limit(settings: SinkSettings) -> int:
-    """The largest record the producer takes: its `message.max.bytes`, ours or librdkafka's."""
-    configured = settings.kafka_config.get("message.max.bytes")
-    return int(configured) if configured else LIBRDKAFKA_DEFAULT_MESSAGE_MAX_BYTES
-
-
-def record_wire_bytes(record: KafkaRecord) -> int:
-    """An upper bound of the bytes `record` takes against `message.max.bytes`."""
-    return (
-        RECORD_OVERHEAD_BYTES
-        + len(record.key or b"")
-        + len(record.value)
-        + sum(
-            HEADER_OVERHEAD_BYTES + len(name.encode()) + len(value)
-            for name, value in record.headers
-        )
-    )
 
 
 async def _read_body(request: Request, limit_bytes: int) -> bytes:
@@ -106,7 +80,7 @@ class RecordBuilder:
 
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
-        self.record_limit = broker_record_limit(settings)
+        self.record_limit = settings.max_record_bytes
 
     def parse(
         self, headers: Sequence[tuple[bytes, bytes]], body: bytes, *, batch: bool
@@ -143,8 +117,9 @@ class RecordBuilder:
     def record(self, event: CloudEvent) -> KafkaRecord:
         capped = cap_payload(event, self.settings.max_payload_bytes)
         record = events.event_to_kafka(capped, key=record_key(capped))
-        size = record_wire_bytes(record)
-        if size > self.record_limit:
+        fit = record_fit(record, self.record_limit)
+        if not fit.fits:
+            size = fit.wire_bytes
             raise RefusedError(
                 413,
                 f"the event makes a Kafka record of {size} bytes (attributes and key "

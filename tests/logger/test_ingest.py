@@ -7,8 +7,9 @@ import json
 import httpx
 
 from infermon import events
-from logger.ingest import RecordBuilder, record_wire_bytes
+from logger.ingest import RecordBuilder
 from logger.settings import IngestSettings
+from logger.sink import record_fit
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.toy_model_server import ToyModelServer
 from tests.logger.conftest import StartInfermon
@@ -282,7 +283,8 @@ def _padding_to_fill(builder: RecordBuilder, headers: dict[str, str], body: byte
     probe = {**headers, "Ce-Padding": ""}
     raw = [(name.lower().encode(), value.encode()) for name, value in probe.items()]
     (event,) = builder.parse(raw, body, batch=False)
-    return builder.record_limit - record_wire_bytes(builder.record(event))
+    record = builder.record(event)
+    return builder.record_limit - record_fit(record, builder.record_limit).wire_bytes
 
 
 def test_an_event_too_large_for_the_broker_is_413_and_one_that_just_fits_is_written(
