@@ -39,6 +39,7 @@ class KafkaMessage(Protocol):
 
 
 MAX_TIME_TEXT_IN_ERROR = 64
+OUTSIDE_UTC_RANGE = "is outside the years 1-9999 once in UTC"
 
 
 class RecordTooLargeError(ValueError):
@@ -87,6 +88,8 @@ def decode(
             parts = parts._replace(time=utc_time(parts))
     except InvalidEventError as error:
         return dead_letter(message, error, "decode")
+    except OverflowError:  # structured mode: the SDK's time, written as text in UTC
+        return dead_letter(message, InvalidEventError(f"time {OUTSIDE_UTC_RANGE}"), "decode")
     return stored_event(
         parts, message.topic() or "", message.partition() or 0, message.offset() or 0, max_rows
     )
@@ -100,7 +103,7 @@ def utc_time(parts: events.EventParts) -> datetime:
         return parts.time.astimezone(UTC)
     except OverflowError:
         text = parts.attributes.get("time", "")[:MAX_TIME_TEXT_IN_ERROR]
-        raise InvalidEventError(f"time {text!r} is outside the years 1-9999 once in UTC") from None
+        raise InvalidEventError(f"time {text!r} {OUTSIDE_UTC_RANGE}") from None
 
 
 def _int_or_none(text: str | None) -> int | None:

@@ -54,8 +54,9 @@ DEFAULT_MAX_BATCH_ROWS = 50_000
 # Parsed whole, a payload costs up to ~25x its size ("[1]," is a 64-byte list and a pointer);
 # above this its top-level arrays are cut to the rows kept before it is parsed.
 CUT_BEFORE_PARSING_ABOVE_BYTES = 1024 * 1024
-# A JSON string (skipped whole), or a byte that opens, closes or separates a value.
-_JSON_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+# A JSON string (skipped whole), a quote that opens none (never closed), or a byte that
+# opens, closes or separates a value.
+_JSON_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*+"|"|[\[\]{},]')
 _OPENING = frozenset(b"[{")
 _CLOSING = frozenset(b"]}")
 _COMMA = ord(",")
@@ -135,6 +136,8 @@ def _cut_top_level_arrays(body: bytes, content_type: str | None, keep: int) -> t
         position = match.start()
         char = body[position]
         if char == _STRING:
+            if match.end() - position == 1:  # stop here: a scan from each quote left is n^2
+                raise _Rejected("invalid JSON: a string is never closed")
             continue
         if char in _OPENING:
             depth += 1
@@ -153,6 +156,8 @@ def _cut_top_level_arrays(body: bytes, content_type: str | None, keep: int) -> t
             commas += 1
             if commas == keep:
                 cut_at = position
+    if depth:  # parsed, it would be refused only at its end, after building it all
+        raise _Rejected("invalid JSON: a bracket or brace is never closed")
     if not pieces:
         return body, 0
     pieces.append(body[copied_to:])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from typing import Any
 
 import pytest
@@ -501,3 +502,81 @@ def test_random_and_mutated_bytes_never_raise() -> None:
             body = bytes(body)
         for parse in (parse_request, parse_response):
             check_invariants(parse(body, rng.choice(CONTENT_TYPES)))
+
+
+# --- at most max_rows rows exploded; large bodies cut before they are parsed ----------------
+
+LARGE = 1_100_000  # bytes, above payloads.CUT_BEFORE_PARSING_ABOVE_BYTES
+
+
+def _large(document: dict[str, Any], filler_key: str = "pad") -> bytes:
+    """`document` with a string member that brings it above the size that is cut first."""
+    body = encode(document)
+    if len(body) < LARGE:
+        body = encode({**document, filler_key: "x" * (LARGE - len(body))})
+    return body
+
+
+CUT_CASES = {
+    "v1 instances, small": (parse_request, encode({"instances": [[n, n] for n in range(50)]})),
+    "v1 instances, large": (parse_request, encode({"instances": [[n] for n in range(300_000)]})),
+    "v1 instances holding brackets in strings": (
+        parse_request,
+        _large({"instances": [[f'a"],[{n}', "\\\\]"] for n in range(40)]}),
+    ),
+    "v1 predictions, large": (parse_response, _large({"predictions": list(range(40))})),
+    "dataframe_records, large": (
+        parse_request, _large({"dataframe_records": [{"a": n} for n in range(40)]})
+    ),
+    "v2 inputs, large": (
+        parse_request,
+        _large({"inputs": [tensor("x", [40, 2], "INT64", list(range(80)))]}),
+    ),
+    "dataframe_split, large": (
+        parse_request,
+        _large({"dataframe_split": {"columns": ["a"], "data": [[n] for n in range(40)]}}),
+    ),
+    "v1 inputs after a large array": (
+        parse_request, _large({"pad": list(range(30)), "inputs": [[n] for n in range(40)]})
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CUT_CASES)
+def test_at_most_max_rows_are_exploded_and_the_rest_counted(case: str) -> None:
+    parse, body = CUT_CASES[case]
+    whole = parse(body, JSON, max_rows=10**9)
+    assert whole.rows is not None and len(whole.rows) > 25, whole.error
+    cut = parse(body, JSON, max_rows=25)
+    assert cut.kind == whole.kind
+    assert cut.rows == whole.rows[:25], "the first rows, exactly as a whole parse makes them"
+    assert cut.not_exploded == len(whole.rows) - 25
+    assert cut.error is not None and f"{len(whole.rows) - 25} rows not exploded" in cut.error
+
+
+def test_a_payload_within_max_rows_is_exploded_whole_without_a_reason() -> None:
+    parsed = parse_request(encode({"instances": [[1], [2]]}), JSON, max_rows=2)
+    assert (parsed.rows, parsed.not_exploded, parsed.error) == ([{"f0": 1}, {"f0": 2}], 0, None)
+
+
+def test_a_v2_shape_claiming_a_huge_batch_of_empty_rows_explodes_at_most_max_rows() -> None:
+    """shape [10**18, 0] holds no values: 10**18 empty rows, once, before the cap."""
+    parsed = parse_request(v2_request(tensor("x", [10**18, 0], "FP32", [])), JSON, max_rows=5)
+    assert parsed.rows == [{}] * 5
+    assert parsed.not_exploded == 10**18 - 5
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances": [' + b"[1]," * 300_000 + b"[1]",  # the array is never closed
+        b'{"instances": [["' + b'\\"' * 600_000 + b"]]}",  # nor is the string
+    ],
+    ids=["array", "string"],
+)
+def test_a_large_body_that_is_not_valid_json_stays_raw_without_being_parsed(body: bytes) -> None:
+    started = time.perf_counter()
+    parsed = parse_request(body, JSON, max_rows=10)
+    assert time.perf_counter() - started < 5, "linear in the body's size"
+    assert (parsed.kind, parsed.rows) == ("raw", None)
+    assert parsed.error is not None and "never closed" in parsed.error

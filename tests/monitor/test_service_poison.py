@@ -141,3 +141,46 @@ def test_good_events_around_a_poison_record_are_stored_and_the_monitor_goes_on(
         assert "x-huge" not in headers
     else:
         assert all(headers[name] == raw for name, raw in original_headers)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set so far (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def test_a_payload_of_a_million_instances_is_stored_in_bounded_memory(
+    kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
+) -> None:
+    """5 MB of one-value instances would be ~850 MB exploded: at most 10,000 are, the rest
+    counted; the events around it are stored, and the monitor stays under 200 MB."""
+    instances = 1_250_000
+    topic = new_topic()
+    key, headers, _ = call_records("huge")[0]
+    huge = b'{"instances": [' + b",".join([b"[1]"] * instances) + b"]}"
+    assert len(huge) > 5_000_000
+    produce(kafka_bootstrap, topic, [*call_records("before"), (key, headers, huge),
+                                     *call_records("after")])  # fmt: skip
+    monitor = start_monitor(kafka_bootstrap, topic, database_url)
+    try:
+        stats = wait_storing(monitor, store, lambda s: s["events"] >= 5)
+        peak_mb = peak_rss_mb(monitor.process.pid)
+        assert monitor.running()
+    finally:
+        monitor.stop()
+    assert (stats["events"], stats["inferences"], stats["dead_letters"]) == (5, 3, 0)
+    assert stats["instances"] == 1 + 10_000 + 1
+    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
+    by_id = {call.request_id: call for call in store.latest_inferences(limit=10)}
+    assert by_id["huge"].request_rows == instances, "the payload's own count"
+    assert by_id["huge"].request_payload_kind == "v1"
+    assert not by_id["before"].orphaned and not by_id["after"].orphaned
+    with store.engine.connect() as connection:
+        [(reason, payload_bytes)] = connection.exec_driver_sql(
+            "SELECT parse_error, payload_bytes FROM events WHERE event_id = 'huge'"
+        ).all()
+    assert reason is not None and f"{instances - 10_000} rows not exploded" in reason
+    assert payload_bytes == len(huge), "the raw payload is kept whole"
