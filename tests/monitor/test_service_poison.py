@@ -72,9 +72,19 @@ def _time_poison(time: bytes) -> Poison:
     return Poison(request, error=b"UTC")
 
 
+STRUCTURED_YEAR_ONE = json.dumps({
+    "specversion": "1.0", "id": "structured", "source": "/poison",
+    "type": events.KSERVE_REQUEST_TYPE, "time": "0001-01-01T00:00:00+01:00",
+    "datacontenttype": "application/json", "data": {"instances": [[1]]},
+}).encode()  # fmt: skip
+
 POISONS: dict[str, Poison] = {
     "binary time before year 1 in UTC": _time_poison(b"0001-01-01T00:00:00+01:00"),
     "binary time after year 9999 in UTC": _time_poison(b"9999-12-31T23:59:59-01:00"),
+    "structured time before year 1 in UTC": Poison(
+        (b"s", [("content-type", b"application/cloudevents+json")], STRUCTURED_YEAR_ONE),
+        error=b"UTC",
+    ),
     "not a CloudEvent, 1.5 MB": Poison(
         (b"junk", [("content-type", b"text/plain")], b"j" * 1_500_000), cut=True
     ),
