@@ -51,12 +51,20 @@ DEFAULT_MAX_ROWS = 10_000
 # Rows exploded from the payloads of one consumer batch, at most: they are held until the
 # batch is stored, and two batches are held at once (one written, one prepared).
 DEFAULT_MAX_BATCH_ROWS = 50_000
-# Parsed whole, a payload costs up to ~25x its size ("[1]," is a 64-byte list and a pointer);
-# above this its top-level arrays are cut to the rows kept before it is parsed.
-CUT_BEFORE_PARSING_ABOVE_BYTES = 1024 * 1024
+# Parsed, JSON costs up to ~25x its size ("[1]," is a 64-byte list and a pointer). A larger
+# payload has its top-level arrays (v1 `instances`, `predictions`, ...) cut to the rows kept
+# and to this size before it is parsed; one still larger (v2 tensors, dataframe_split, whose
+# rows are not a top-level array) is not exploded.
+MAX_PARSED_BYTES = 2 * 1024 * 1024
+MAX_PARSED_ROW_BYTES = MAX_PARSED_BYTES // 2  # of one array of rows; the rest is the others
 # A JSON string (skipped whole), a quote that opens none (never closed), or a byte that
 # opens, closes or separates a value.
 _JSON_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*+"|"|[\[\]{},]')
+# The members whose arrays may hold rows, as their JSON text: the ones cut before parsing.
+_ROW_KEYS = {
+    f'"{key}"'.encode(): key
+    for key in ("instances", "inputs", "predictions", "outputs", "dataframe_records")
+}
 _OPENING = frozenset(b"[{")
 _CLOSING = frozenset(b"]}")
 _COMMA = ord(",")
@@ -92,21 +100,23 @@ def parse_response(
 
 
 _EMPTY = ParsedPayload(kind="empty", rows=None)
-Explode = Callable[[Any, int], tuple[PayloadKind, list[Row], int]]
+Cut = dict[str, int]  # rows cut out before parsing, by the top-level key that held them
+_NOTHING_CUT: Cut = {}
+Explode = Callable[[Any, int, Cut], tuple[PayloadKind, list[Row], int]]
 
 
 def _parse(body: bytes, content_type: str | None, explode: Explode, max_rows: int
            ) -> ParsedPayload:  # fmt: skip
     if not body or body.isspace():
         return _EMPTY
-    cut_out = 0
+    cut = _NOTHING_CUT
     try:
-        if len(body) > CUT_BEFORE_PARSING_ABOVE_BYTES:
-            body, cut_out = _cut_top_level_arrays(body, content_type, max_rows)
-        kind, rows, count = explode(_load(body, content_type), max_rows)
+        if len(body) > MAX_PARSED_BYTES:
+            body, cut = _within_parsed_bytes(body, content_type, max_rows)
+        kind, rows, count = explode(_load(body, content_type), max_rows, cut)
     except _Rejected as rejected:
         return ParsedPayload(kind="raw", rows=None, error=str(rejected))
-    not_exploded = count - len(rows) + cut_out
+    not_exploded = count - len(rows)
     if not_exploded:
         return ParsedPayload(kind, rows, _not_exploded_reason(not_exploded, max_rows), not_exploded)
     return ParsedPayload(kind=kind, rows=rows)
@@ -119,49 +129,72 @@ def _not_exploded_reason(not_exploded: int, max_rows: int) -> str:
     )
 
 
-def _cut_top_level_arrays(body: bytes, content_type: str | None, keep: int) -> tuple[bytes, int]:
-    """A large JSON object with every array directly under it (`instances`, `predictions`,
-    `dataframe_records`, ...) cut to its first `keep` elements, and how many were cut out:
-    what would be exploded is parsed, not the whole. Scans byte by byte, so only for bodies
-    too large to parse whole; anything that is not such an object is left as it is."""
-    if content_type and _binary_media(content_type):
-        return body, 0
+def _within_parsed_bytes(body: bytes, content_type: str | None, max_rows: int
+                         ) -> tuple[bytes, Cut]:  # fmt: skip
+    """A body too large to parse whole, cut to what will be exploded, and how many rows were
+    cut out; _Rejected if it cannot be cut to MAX_PARSED_BYTES."""
+    media = _binary_media(content_type) if content_type else None
+    if media is not None:
+        raise _Rejected(f"binary content type {media}")
+    size = len(body)
+    body, cut = _cut_row_arrays(body, max_rows, MAX_PARSED_ROW_BYTES)
+    if len(body) > MAX_PARSED_BYTES:
+        raise _Rejected(
+            f"a payload of {size} bytes is exploded only when its rows are a top-level array"
+            f" (v1 instances, predictions, dataframe_records); it is above {MAX_PARSED_BYTES}"
+        )
+    return body, cut
+
+
+def _cut_row_arrays(body: bytes, keep: int, budget: int) -> tuple[bytes, Cut]:
+    """A large JSON object with each array of rows directly under it (`instances`,
+    `predictions`, `dataframe_records`, ...) cut to its first `keep` elements, or fewer that
+    end within `budget` bytes of its start; and how many were cut out, by key. Scans byte by
+    byte, so only for bodies too large to parse whole; anything else is left as it is."""
     start = len(body) - len(body.lstrip())
     if body[start : start + 1] != b"{":
-        return body, 0
+        return body, _NOTHING_CUT
     pieces: list[bytes] = []
-    copied_to = cut_out = depth = commas = 0
+    cut: Cut = {}
+    copied_to = depth = commas = kept = 0
     array_start = cut_at = -1
+    key = b""
+    expect_key = False
     for match in _JSON_STRUCTURE.finditer(body, start):
         position = match.start()
         char = body[position]
         if char == _STRING:
             if match.end() - position == 1:  # stop here: a scan from each quote left is n^2
                 raise _Rejected("invalid JSON: a string is never closed")
+            if depth == 1 and expect_key:
+                key, expect_key = match.group(), False
             continue
         if char in _OPENING:
             depth += 1
-            if depth == 2 and char == _ARRAY:  # an array that is a top-level member's value
+            expect_key = depth == 1
+            if depth == 2 and char == _ARRAY and key in _ROW_KEYS:
                 array_start, commas, cut_at = position, 0, -1
         elif char in _CLOSING:
             if depth == 2 and array_start >= 0:
                 elements = commas + 1 if body[array_start + 1 : position].strip() else 0
-                if elements > keep:
+                if cut_at >= 0:
                     pieces.append(body[copied_to:cut_at])
                     copied_to = position
-                    cut_out += elements - keep
+                    cut[_ROW_KEYS[key]] = elements - kept
                 array_start = -1
             depth -= 1
-        elif char == _COMMA and depth == 2 and array_start >= 0:
-            commas += 1
-            if commas == keep:
-                cut_at = position
+        elif char == _COMMA:
+            expect_key = depth == 1
+            if depth == 2 and array_start >= 0:
+                commas += 1
+                if cut_at < 0 and (commas == keep or position - array_start > budget):
+                    cut_at, kept = position, commas  # the elements before this comma are kept
     if depth:  # parsed, it would be refused only at its end, after building it all
         raise _Rejected("invalid JSON: a bracket or brace is never closed")
     if not pieces:
-        return body, 0
+        return body, _NOTHING_CUT
     pieces.append(body[copied_to:])
-    return b"".join(pieces), cut_out
+    return b"".join(pieces), cut
 
 
 # --- bytes -> JSON ---------------------------------------------------------------------------
@@ -214,38 +247,51 @@ def _first_rows(items: list[Any], max_rows: int) -> list[Any]:
     return items if len(items) <= max_rows else items[:max_rows]
 
 
-def _request_rows(doc: Any, max_rows: int) -> tuple[PayloadKind, list[Row], int]:
-    """(kind, at most `max_rows` rows, the payload's row count)."""
+def _request_rows(doc: Any, max_rows: int, cut: Cut) -> tuple[PayloadKind, list[Row], int]:
+    """(kind, at most `max_rows` rows, the payload's row count, `cut` out before parsing
+    included)."""
     if type(doc) is dict:
         if "instances" in doc:
             instances = _list(doc["instances"], "instances")
-            return "v1", _instance_rows(_first_rows(instances, max_rows)), len(instances)
+            rows = _instance_rows(_first_rows(instances, max_rows))
+            return "v1", rows, len(instances) + cut.get("instances", 0)
         if "inputs" in doc:
             inputs = _list(doc["inputs"], "inputs")
             if _is_v2(inputs):
+                _whole_tensor_list(cut, "inputs")
                 return "v2", *_tensor_rows(inputs, "input", max_rows)
-            return "v1", _instance_rows(_first_rows(inputs, max_rows)), len(inputs)
+            rows = _instance_rows(_first_rows(inputs, max_rows))
+            return "v1", rows, len(inputs) + cut.get("inputs", 0)
         if "dataframe_split" in doc:
             return "dataframe_split", *_split_rows(doc["dataframe_split"], max_rows)
         if "dataframe_records" in doc:
             records = _records_rows(doc["dataframe_records"])
-            return "dataframe_records", _first_rows(records, max_rows), len(records)
+            count = len(records) + cut.get("dataframe_records", 0)
+            return "dataframe_records", _first_rows(records, max_rows), count
     raise _Rejected("unrecognised payload shape")
 
 
-def _response_rows(doc: Any, max_rows: int) -> tuple[PayloadKind, list[Row], int]:
+def _response_rows(doc: Any, max_rows: int, cut: Cut) -> tuple[PayloadKind, list[Row], int]:
     if type(doc) is dict:
         if "predictions" in doc:
             predictions = _list(doc["predictions"], "predictions")
-            return "v1", _prediction_rows(_first_rows(predictions, max_rows)), len(predictions)
+            rows = _prediction_rows(_first_rows(predictions, max_rows))
+            return "v1", rows, len(predictions) + cut.get("predictions", 0)
         if "outputs" in doc:
             outputs = _list(doc["outputs"], "outputs")
             if _is_v2(outputs) or (outputs == [] and "model_name" in doc):
+                _whole_tensor_list(cut, "outputs")
                 return "v2", *_tensor_rows(outputs, "output", max_rows)
-            return "v1", _prediction_rows(_first_rows(outputs, max_rows)), len(outputs)
+            rows = _prediction_rows(_first_rows(outputs, max_rows))
+            return "v1", rows, len(outputs) + cut.get("outputs", 0)
         if "error" in doc:
             raise _Rejected("error response")
     raise _Rejected("unrecognised payload shape")
+
+
+def _whole_tensor_list(cut: Cut, key: str) -> None:
+    if cut.get(key):  # the list was cut as if it held rows, but it holds tensors
+        raise _Rejected(f"{key} holds more tensors than rows are exploded")
 
 
 def _list(value: Any, key: str) -> list[Any]:

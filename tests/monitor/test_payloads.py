@@ -6,11 +6,18 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from monitor.payloads import ParsedPayload, parse_request, parse_response
+from monitor.payloads import (
+    MAX_PARSED_BYTES,
+    MAX_PARSED_ROW_BYTES,
+    ParsedPayload,
+    parse_request,
+    parse_response,
+)
 
 JSON = "application/json"
 
@@ -506,52 +513,71 @@ def test_random_and_mutated_bytes_never_raise() -> None:
 
 # --- at most max_rows rows exploded; large bodies cut before they are parsed ----------------
 
-LARGE = 1_100_000  # bytes, above payloads.CUT_BEFORE_PARSING_ABOVE_BYTES
+LARGE = MAX_PARSED_BYTES + 100_000  # parsed only once cut
+KEEP = 25
+Document = Callable[[int], dict[str, Any]]
 
 
-def _large(document: dict[str, Any], filler_key: str = "pad") -> bytes:
-    """`document` with a string member that brings it above the size that is cut first."""
+def _large(document: dict[str, Any]) -> bytes:
+    """`document` with a string member that brings it above the size parsed whole."""
     body = encode(document)
-    if len(body) < LARGE:
-        body = encode({**document, filler_key: "x" * (LARGE - len(body))})
-    return body
+    return encode({**document, "pad": "x" * (LARGE - len(body))})
 
 
-CUT_CASES = {
-    "v1 instances, small": (parse_request, encode({"instances": [[n, n] for n in range(50)]})),
-    "v1 instances, large": (parse_request, encode({"instances": [[n] for n in range(300_000)]})),
+def _rows_for(make: Document) -> int:
+    """A row count that makes `make`'s body larger than is parsed whole."""
+    rows = 64
+    while len(encode(make(rows))) <= LARGE:
+        rows *= 2
+    return rows
+
+
+CUT_CASES: dict[str, tuple[Callable[..., ParsedPayload], Document]] = {
+    "v1 instances": (parse_request, lambda n: {"instances": [[i, i] for i in range(n)]}),
     "v1 instances holding brackets in strings": (
-        parse_request,
-        _large({"instances": [[f'a"],[{n}', "\\\\]"] for n in range(40)]}),
+        parse_request, lambda n: {"instances": [[f'a"],[{i}', "\\\\]"] for i in range(n)]}
     ),
-    "v1 predictions, large": (parse_response, _large({"predictions": list(range(40))})),
-    "dataframe_records, large": (
-        parse_request, _large({"dataframe_records": [{"a": n} for n in range(40)]})
+    "v1 predictions": (parse_response, lambda n: {"predictions": list(range(n))}),
+    "dataframe_records": (
+        parse_request, lambda n: {"dataframe_records": [{"a": i} for i in range(n)]}
     ),
-    "v2 inputs, large": (
-        parse_request,
-        _large({"inputs": [tensor("x", [40, 2], "INT64", list(range(80)))]}),
-    ),
-    "dataframe_split, large": (
-        parse_request,
-        _large({"dataframe_split": {"columns": ["a"], "data": [[n] for n in range(40)]}}),
-    ),
-    "v1 inputs after a large array": (
-        parse_request, _large({"pad": list(range(30)), "inputs": [[n] for n in range(40)]})
+    "v1 inputs after another array": (
+        parse_request, lambda n: {"pad": list(range(n)), "inputs": [[i] for i in range(n)]}
     ),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CUT_CASES)
-def test_at_most_max_rows_are_exploded_and_the_rest_counted(case: str) -> None:
-    parse, body = CUT_CASES[case]
-    whole = parse(body, JSON, max_rows=10**9)
-    assert whole.rows is not None and len(whole.rows) > 25, whole.error
-    cut = parse(body, JSON, max_rows=25)
-    assert cut.kind == whole.kind
-    assert cut.rows == whole.rows[:25], "the first rows, exactly as a whole parse makes them"
-    assert cut.not_exploded == len(whole.rows) - 25
-    assert cut.error is not None and f"{len(whole.rows) - 25} rows not exploded" in cut.error
+def test_a_large_payload_is_cut_to_max_rows_before_it_is_parsed(case: str) -> None:
+    parse, make = CUT_CASES[case]
+    rows = _rows_for(make)
+    cut = parse(encode(make(rows)), JSON, max_rows=KEEP)
+    expected = parse(encode(make(KEEP)), JSON, max_rows=KEEP)
+    assert expected.rows is not None and len(expected.rows) == KEEP, expected.error
+    assert cut.kind == expected.kind
+    assert cut.rows == expected.rows, "the first rows, exactly as a whole parse makes them"
+    assert cut.not_exploded == rows - KEEP
+    assert cut.error is not None and f"{rows - KEEP} rows not exploded" in cut.error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        encode({"instances": [[i, "a"] for i in range(60)]}),
+        encode({"predictions": list(range(60))}),
+        v2_request(tensor("x", [60, 2], "INT64", list(range(120)))),
+        encode({"dataframe_split": {"columns": ["a"], "data": [[i] for i in range(60)]}}),
+    ],
+    ids=["v1 request", "v1 response", "v2", "dataframe_split"],
+)
+def test_at_most_max_rows_are_exploded_and_the_rest_counted(body: bytes) -> None:
+    parse = parse_response if b"predictions" in body else parse_request
+    whole = parse(body, JSON)
+    cut = parse(body, JSON, max_rows=KEEP)
+    assert whole.rows is not None and len(whole.rows) == 60, whole.error
+    assert (cut.kind, cut.rows) == (whole.kind, whole.rows[:KEEP])
+    assert cut.not_exploded == 60 - KEEP
+    assert cut.error is not None and f"{60 - KEEP} rows not exploded" in cut.error
 
 
 def test_a_payload_within_max_rows_is_exploded_whole_without_a_reason() -> None:
@@ -569,8 +595,8 @@ def test_a_v2_shape_claiming_a_huge_batch_of_empty_rows_explodes_at_most_max_row
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"instances": [' + b"[1]," * 300_000 + b"[1]",  # the array is never closed
-        b'{"instances": [["' + b'\\"' * 600_000 + b"]]}",  # nor is the string
+        b'{"instances": [' + b"[1]," * 600_000 + b"[1]",  # the array is never closed
+        b'{"instances": [["' + b'\\"' * 1_200_000 + b"]]}",  # nor is the string
     ],
     ids=["array", "string"],
 )
@@ -580,3 +606,43 @@ def test_a_large_body_that_is_not_valid_json_stays_raw_without_being_parsed(body
     assert time.perf_counter() - started < 5, "linear in the body's size"
     assert (parsed.kind, parsed.rows) == ("raw", None)
     assert parsed.error is not None and "never closed" in parsed.error
+
+
+def test_a_large_payload_of_large_rows_is_cut_to_the_bytes_parsed_too() -> None:
+    body = encode({"instances": [["x" * 1000] for _ in range(3000)]})
+    parsed = parse_request(body, JSON, max_rows=10_000)
+    assert parsed.rows is not None
+    kept = len(parsed.rows)
+    row_bytes = len(encode(["x" * 1000])) + len(", ")
+    assert (kept - 1) * row_bytes <= MAX_PARSED_ROW_BYTES < (kept + 1) * row_bytes
+    assert parsed.rows[0] == {"f0": "x" * 1000}
+    assert parsed.not_exploded == 3000 - kept
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"inputs": [tensor("x", [40, 2], "INT64", list(range(80)))]},
+        {"dataframe_split": {"columns": ["a"], "data": [[n] for n in range(40)]}},
+    ],
+    ids=["v2", "dataframe_split"],
+)
+def test_a_large_payload_whose_rows_are_not_a_top_level_array_is_not_exploded(
+    document: dict[str, Any],
+) -> None:
+    """Its rows cannot be cut without parsing it whole, which would cost up to ~25x its
+    size: it is kept raw, with the reason."""
+    body = _large(document)
+    parsed = parse_request(body, JSON)
+    assert (parsed.kind, parsed.rows) == ("raw", None)
+    assert parsed.error is not None and f"payload of {len(body)} bytes" in parsed.error
+
+
+def test_a_large_v2_list_of_more_tensors_than_rows_kept_is_not_exploded() -> None:
+    """Cut before parsing as if it held rows, a v2 list would lose tensors: kept raw."""
+    tensors = [tensor(f"t{n}", [1, 8000], "INT64", [7] * 8000) for n in range(100)]
+    body = v2_request(*tensors)
+    assert len(body) > MAX_PARSED_BYTES
+    parsed = parse_request(body, JSON, max_rows=25)
+    assert (parsed.kind, parsed.rows) == ("raw", None)
+    assert parsed.error == "inputs holds more tensors than rows are exploded"

@@ -162,19 +162,15 @@ def peak_rss_mb(pid: int) -> float:
     raise AssertionError(f"no VmHWM for process {pid}")
 
 
-def test_a_payload_of_a_million_instances_is_stored_in_bounded_memory(
-    kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
-) -> None:
-    """5 MB of one-value instances would be ~850 MB exploded: at most 10,000 are, the rest
-    counted; the events around it are stored, and the monitor stays under 200 MB."""
-    instances = 1_250_000
-    topic = new_topic()
+def _store_huge_payload(
+    bootstrap: str, topic: str, database_url: str, store: Store, huge: bytes
+) -> tuple[dict[str, Any], float]:
+    """`huge` as a request between two calls; the store's stats once all five events are
+    stored, and the monitor's peak RSS in MB meanwhile."""
     key, headers, _ = call_records("huge")[0]
-    huge = b'{"instances": [' + b",".join([b"[1]"] * instances) + b"]}"
-    assert len(huge) > 5_000_000
-    produce(kafka_bootstrap, topic, [*call_records("before"), (key, headers, huge),
-                                     *call_records("after")])  # fmt: skip
-    monitor = start_monitor(kafka_bootstrap, topic, database_url)
+    produce(bootstrap, topic, [*call_records("before"), (key, headers, huge),
+                               *call_records("after")])  # fmt: skip
+    monitor = start_monitor(bootstrap, topic, database_url)
     try:
         stats = wait_storing(monitor, store, lambda s: s["events"] >= 5)
         peak_mb = peak_rss_mb(monitor.process.pid)
@@ -182,15 +178,52 @@ def test_a_payload_of_a_million_instances_is_stored_in_bounded_memory(
     finally:
         monitor.stop()
     assert (stats["events"], stats["inferences"], stats["dead_letters"]) == (5, 3, 0)
-    assert stats["instances"] == 1 + 10_000 + 1
-    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
     by_id = {call.request_id: call for call in store.latest_inferences(limit=10)}
-    assert by_id["huge"].request_rows == instances, "the payload's own count"
-    assert by_id["huge"].request_payload_kind == "v1"
     assert not by_id["before"].orphaned and not by_id["after"].orphaned
+    return stats, peak_mb
+
+
+def _huge_event_row(store: Store) -> tuple[str | None, int]:
     with store.engine.connect() as connection:
         [(reason, payload_bytes)] = connection.exec_driver_sql(
             "SELECT parse_error, payload_bytes FROM events WHERE event_id = 'huge'"
         ).all()
+    return reason, payload_bytes
+
+
+def test_a_payload_of_a_million_instances_is_stored_in_bounded_memory(
+    kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
+) -> None:
+    """5 MB of one-value instances would be ~850 MB exploded: at most 10,000 are, the rest
+    counted; the events around it are stored, and the monitor stays under 200 MB."""
+    instances = 1_250_000
+    huge = b'{"instances": [' + b",".join([b"[1]"] * instances) + b"]}"
+    assert len(huge) > 5_000_000
+    stats, peak_mb = _store_huge_payload(kafka_bootstrap, new_topic(), database_url, store, huge)
+    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
+    assert stats["instances"] == 1 + 10_000 + 1
+    [call] = [call for call in store.latest_inferences(limit=10) if call.request_id == "huge"]
+    assert call.request_rows == instances, "the payload's own count"
+    assert call.request_payload_kind == "v1"
+    reason, payload_bytes = _huge_event_row(store)
     assert reason is not None and f"{instances - 10_000} rows not exploded" in reason
     assert payload_bytes == len(huge), "the raw payload is kept whole"
+
+
+def test_a_large_v2_payload_is_kept_raw_in_bounded_memory(
+    kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
+) -> None:
+    """A v2 tensor's rows are not a top-level array, so a 5 MB one cannot be cut before it
+    is parsed (~110 MB parsed): it is kept raw, with the reason."""
+    rows = 1_250_000
+    data = b",".join([b"[1]"] * rows)
+    huge = (b'{"inputs": [{"name": "x", "datatype": "INT64", "shape": [%d, 1], "data": [%s]}]}'
+            % (rows, data))  # fmt: skip
+    stats, peak_mb = _store_huge_payload(kafka_bootstrap, new_topic(), database_url, store, huge)
+    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
+    assert stats["instances"] == 2
+    [call] = [call for call in store.latest_inferences(limit=10) if call.request_id == "huge"]
+    assert (call.request_payload_kind, call.request_rows) == ("raw", None)
+    reason, payload_bytes = _huge_event_row(store)
+    assert reason is not None and f"payload of {len(huge)} bytes" in reason
+    assert payload_bytes == len(huge)
