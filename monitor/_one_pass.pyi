@@ -11,6 +11,7 @@ def one_pass_rows(
     max_event_bytes: int,
     max_rows: int,
     max_batch_rows: int,
+    max_batch_bytes: int,
     stored_at: Any,
     times_as_text: bool,
 ) -> BatchRows | None: ...

@@ -249,10 +249,11 @@ cdef tuple usual_record(message, Py_ssize_t max_event_bytes):
 
 
 def one_pass_rows(messages, Py_ssize_t max_event_bytes, Py_ssize_t max_rows,
-                  Py_ssize_t max_batch_rows, stored_at, bint times_as_text):
+                  Py_ssize_t max_batch_rows, Py_ssize_t max_batch_bytes, stored_at,
+                  bint times_as_text):
     """The rows `batch_rows` makes of these records, at most `max_rows` exploded from each
     payload, or None if any record is unusual or the batch explodes more than
-    `max_batch_rows` rows (the general path splits it).
+    `max_batch_rows` rows or holds more than `max_batch_bytes` (the general path splits it).
 
     Times go to the database as SQLite's text (`times_as_text`) or as the aware UTC datetimes
     they were read as (PostgreSQL); `stored_at` is already in that form.
@@ -263,13 +264,16 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, Py_ssize_t max_rows,
     cdef list with_rows = []  # request ids in the order their first rows arrived
     cdef dict attributes
     cdef list side
-    cdef Py_ssize_t index, exploded = 0
+    cdef Py_ssize_t index, exploded = 0, batch_bytes = 0
     for message in messages:
         record = usual_record(message, max_event_bytes)
         if record is None:
             return None
         value, attributes, time = record
         size = len(<bytes>value)
+        batch_bytes += size
+        if batch_bytes > max_batch_bytes:
+            return None
         source = attributes["source"]
         event_id = attributes["id"]
         event_type = attributes["type"]

@@ -22,6 +22,7 @@ import orjson
 from monitor.records import PayloadKind
 
 __all__ = [
+    "DEFAULT_MAX_BATCH_BYTES",
     "DEFAULT_MAX_BATCH_ROWS",
     "DEFAULT_MAX_ROWS",
     "ParsedPayload",
@@ -51,6 +52,8 @@ DEFAULT_MAX_ROWS = 10_000
 # Rows exploded from the payloads of one consumer batch, at most: they are held until the
 # batch is stored, and two batches are held at once (one written, one prepared).
 DEFAULT_MAX_BATCH_ROWS = 50_000
+# Record bytes in one consumer batch, at most: the values are held, and copied by the driver.
+DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
 # Parsed, JSON costs up to ~25x its size ("[1]," is a 64-byte list and a pointer). A larger
 # payload has its top-level arrays (v1 `instances`, `predictions`, ...) cut to the rows kept
 # and to this size before it is parsed; one still larger (v2 tensors, dataframe_split, whose

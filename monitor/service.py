@@ -31,7 +31,7 @@ from monitor.batch_writer import BatchWriter
 from monitor.dead_letters import DeadLetterDeliveryError, DeadLetterTopic
 from monitor.decode import dead_letter, decode
 from monitor.metrics import MonitorMetrics
-from monitor.payloads import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
+from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
 from monitor.records import DeadLetter, StoredEvent
 from monitor.refusals import write_refusing
 from monitor.settings import MonitorSettings
@@ -76,10 +76,10 @@ class DecodedBatch:
         all: `records` says how many): in one pass when the store can, else record by record.
         """
         prepared = store.prepare_records(messages, limits.max_event_bytes, limits.max_rows,
-                                         limits.max_batch_rows)  # fmt: skip
+                                         limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip
         if prepared is None:
             batch = cls.of(messages, limits.max_event_bytes, limits.max_rows,
-                           limits.max_batch_rows)  # fmt: skip
+                           limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip
             batch.prepare(store)
             return batch
         return cls(
@@ -94,14 +94,20 @@ class DecodedBatch:
         max_event_bytes: int,
         max_rows: int = DEFAULT_MAX_ROWS,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     ) -> DecodedBatch:
         """Each record decoded on its own, into events and dead letters, up to the record
-        whose rows bring the batch's to `max_batch_rows` (`records` says how many)."""
+        that brings the batch's rows to `max_batch_rows` or its bytes to `max_batch_bytes`
+        (`records` says how many)."""
         events: list[StoredEvent] = []
         letters: list[DeadLetter] = []
-        exploded = taken = 0
+        exploded = taken = size = 0
         for message in messages:
             taken += 1
+            size += len(message.value() or b"")
+            if size > max_batch_bytes and taken > 1:  # this one starts the next batch
+                taken -= 1
+                break
             try:
                 decoded = decode(message, max_event_bytes, max_rows)
             except Exception as error:  # a decoder bug must not stop the consumer
@@ -160,11 +166,12 @@ class BatchLimits:
     max_event_bytes: int
     max_rows: int = DEFAULT_MAX_ROWS  # exploded from one payload
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS  # exploded from the batch's payloads
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # of the batch's records
 
     @classmethod
     def of(cls, settings: MonitorSettings) -> BatchLimits:
         return cls(settings.max_event_bytes, settings.max_instances_per_payload,
-                   settings.batch_max_instances)  # fmt: skip
+                   settings.batch_max_instances, settings.batch_max_bytes)  # fmt: skip
 
 
 def next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
@@ -318,7 +325,8 @@ class MonitorService:
         if batch.in_one_pass:  # its events are needed one by one now: every record of it
             limits = self._limits
             batch = DecodedBatch.of(batch.messages, limits.max_event_bytes, limits.max_rows,
-                                    max_batch_rows=sys.maxsize)  # fmt: skip
+                                    max_batch_rows=sys.maxsize,
+                                    max_batch_bytes=sys.maxsize)  # fmt: skip
         results, refused = write_refusing(self._store, batch.events)
         letters = [batch.letter_for(event, error, "store") for event, error in refused]
         self._send_dead_letters(letters)  # the decoder's were sent already

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from infermon.settings import InfermonSettings, KafkaSettings
-from monitor.payloads import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
+from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
 
 
 class DatabaseSettings(InfermonSettings):
@@ -37,6 +37,12 @@ class MonitorSettings(KafkaSettings, DatabaseSettings):
         gt=0,
         description="instances exploded per write batch, at most (~450 bytes each in memory);"
         " a batch that would explode more is split",
+    )
+    batch_max_bytes: int = Field(
+        DEFAULT_MAX_BATCH_BYTES,
+        gt=0,
+        description="record bytes per write batch, at most; a batch is split above it (a"
+        " larger record is a batch of its own)",
     )
     dlq_max_bytes: int = Field(
         900_000,

@@ -31,6 +31,7 @@ from tests.monitor.test_decode import FakeMessage
 MAX_EVENT_BYTES = 50_000
 MAX_ROWS = 3
 MAX_BATCH_ROWS = 8
+MAX_BATCH_BYTES = 40_000
 STORED_AT = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)
 _topics = itertools.count()
 
@@ -152,7 +153,7 @@ def test_every_record_is_stored_or_dead_lettered_and_nothing_escapes(
         event(type(item).__name__ if isinstance(item, StoredEvent) else f"dead: {item.stage}")
     if one_pass_rows is not None:
         rows = one_pass_rows(messages, MAX_EVENT_BYTES, MAX_ROWS, MAX_BATCH_ROWS,
-                             sqlite_time_text(STORED_AT), True)  # fmt: skip
+                             MAX_BATCH_BYTES, sqlite_time_text(STORED_AT), True)  # fmt: skip
         event(f"one pass {'declined' if rows is None else 'took the batch'}")
         if rows is not None:
             assert not any(isinstance(item, DeadLetter) for item in decoded)
@@ -161,7 +162,9 @@ def test_every_record_is_stored_or_dead_lettered_and_nothing_escapes(
 
     taken = 0
     while taken < len(messages):  # as the service does: in more than one batch if need be
-        part = DecodedBatch.of(messages[taken:], MAX_EVENT_BYTES, MAX_ROWS, MAX_BATCH_ROWS)
+        part = DecodedBatch.of(
+            messages[taken:], MAX_EVENT_BYTES, MAX_ROWS, MAX_BATCH_ROWS, MAX_BATCH_BYTES
+        )
         part.prepare(sqlite_store)
         sqlite_store.write_prepared(part.prepared)
         taken += part.records

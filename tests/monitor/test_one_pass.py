@@ -28,7 +28,8 @@ one_pass_rows = one_pass.one_pass_rows
 MAX_EVENT_BYTES = 4096
 MAX_ROWS = 2  # below the generated payloads' 3 rows at most: both paths cut them alike
 MAX_BATCH_ROWS = 10_000
-LIMITS = (MAX_EVENT_BYTES, MAX_ROWS, MAX_BATCH_ROWS)
+MAX_BATCH_BYTES = 1_000_000
+LIMITS = (MAX_EVENT_BYTES, MAX_ROWS, MAX_BATCH_ROWS, MAX_BATCH_BYTES)
 STORED_AT = datetime(2026, 11, 29, 9, 30, 0, 250_000, tzinfo=UTC)
 TYPES = (events.KSERVE_REQUEST_TYPE, events.KSERVE_RESPONSE_TYPE,
          events.SELDON_REQUEST_TYPE, events.SELDON_RESPONSE_TYPE)  # fmt: skip
@@ -178,8 +179,7 @@ def test_generated_batches_make_the_same_rows_as_the_general_path(
     for batch_number in range(2500):
         records = _batch(rng, batch_number * 10)
         decoded = [decode(record, MAX_EVENT_BYTES, MAX_ROWS) for record in records]
-        rows = one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, MAX_BATCH_ROWS,
-                             time_value(STORED_AT), times_as_text)  # fmt: skip
+        rows = one_pass_rows(records, *LIMITS, time_value(STORED_AT), times_as_text)
         if rows is None:
             outcomes["declined"] += 1
             continue
@@ -258,5 +258,12 @@ def test_a_time_with_no_utc_equivalent_is_declined_and_dead_lettered_by_the_gene
 
 def test_a_batch_exploding_more_rows_than_its_budget_is_declined() -> None:
     records = [_request_at(b"2026-11-29T08:00:00Z", call, rows=2) for call in range(3)]
-    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 6, "t", True) is not None
-    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 5, "t", True) is None
+    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 6, 10**6, "t", True) is not None
+    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 5, 10**6, "t", True) is None
+
+
+def test_a_batch_holding_more_bytes_than_its_budget_is_declined() -> None:
+    records = [_request_at(b"2026-11-29T08:00:00Z", call) for call in range(3)]
+    total = sum(len(record.value_bytes or b"") for record in records)
+    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 10, total, "t", True) is not None
+    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 10, total - 1, "t", True) is None

@@ -43,6 +43,15 @@ def test_a_batch_ends_at_the_record_that_brings_its_rows_to_the_budget() -> None
     assert (rest.records, rest.next_offsets) == (2, {("payloads", 2): 5})
 
 
+def test_a_batch_ends_before_the_record_that_would_bring_its_bytes_above_the_budget() -> None:
+    messages = [request(call) for call in range(5)]
+    size = len(messages[0].value_bytes or b"")
+    batch = DecodedBatch.of(messages, MAX_EVENT_BYTES, max_batch_bytes=2 * size)
+    assert (batch.records, [event.offset for event in batch.events]) == (2, [0, 1])
+    alone = DecodedBatch.of(messages, MAX_EVENT_BYTES, max_batch_bytes=size // 2)
+    assert alone.records == 1, "a record above the budget is a batch of its own"
+
+
 def test_an_event_whose_rows_cannot_be_made_is_dead_lettered_alone(store: Store) -> None:
     """A time in year 1 an hour east of UTC has no UTC equivalent: decode refuses it, and
     if one got past, the batch would still store its neighbours."""
