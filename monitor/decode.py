@@ -85,7 +85,7 @@ def decode(
     try:
         parts = events.event_parts_from_kafka(headers, value)
         if parts.time is not None and parts.time.tzinfo is not UTC:
-            parts = parts._replace(time=utc_time(parts))
+            parts = parts._replace(time=utc_time(parts.time, parts.attributes.get("time", "")))
     except InvalidEventError as error:
         return dead_letter(message, error, "decode")
     except OverflowError:  # structured mode: the SDK's time, written as text in UTC
@@ -95,15 +95,14 @@ def decode(
     )
 
 
-def utc_time(parts: events.EventParts) -> datetime:
-    """The event's time in UTC; the store keeps every time so. A time with an offset near
-    the ends of the years 1-9999 has no UTC equivalent there: that is no time we can store."""
-    assert parts.time is not None
+def utc_time(moment: datetime, text: str) -> datetime:
+    """`moment`, read from `text`, in UTC: the store keeps every time so. A time with an
+    offset at the ends of the years 1-9999 has no UTC equivalent there: no time to store."""
     try:
-        return parts.time.astimezone(UTC)
+        return moment.astimezone(UTC)
     except OverflowError:
-        text = parts.attributes.get("time", "")[:MAX_TIME_TEXT_IN_ERROR]
-        raise InvalidEventError(f"time {text!r} {OUTSIDE_UTC_RANGE}") from None
+        shown = text[:MAX_TIME_TEXT_IN_ERROR]
+        raise InvalidEventError(f"time {shown!r} {OUTSIDE_UTC_RANGE}") from None
 
 
 def _int_or_none(text: str | None) -> int | None:
