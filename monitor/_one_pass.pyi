@@ -7,5 +7,11 @@ from monitor.decode import KafkaMessage
 from monitor.store_rows import BatchRows
 
 def one_pass_rows(
-    messages: Sequence[KafkaMessage], max_event_bytes: int, stored_at: Any, times_as_text: bool
+    messages: Sequence[KafkaMessage],
+    max_event_bytes: int,
+    max_rows: int,
+    max_batch_rows: int,
+    max_batch_bytes: int,
+    stored_at: Any,
+    times_as_text: bool,
 ) -> BatchRows | None: ...

@@ -170,8 +170,10 @@ cdef str json_text(object value):
         return to_json(value)
 
 
-cdef tuple explode(str kind, bytes payload, object content_type, bint truncated):
-    """(payload kind, rows or None, error) as `decode.parsed_payload` gives them."""
+cdef tuple explode(str kind, bytes payload, object content_type, bint truncated,
+                   Py_ssize_t max_rows):
+    """(payload kind, rows or None, error, rows not exploded) as `decode.parsed_payload`
+    gives them."""
     if not truncated and (content_type is None or content_type == "application/json") \
             and payload and payload[0] == 123:  # '{'
         try:
@@ -179,17 +181,17 @@ cdef tuple explode(str kind, bytes payload, object content_type, bint truncated)
         except orjson.JSONDecodeError:
             document = None
         if type(document) is dict:
-            rows = v1_request_rows(<dict>document) if kind == "request" \
-                else v1_response_rows(<dict>document)
+            rows = v1_request_rows(<dict>document, max_rows) if kind == "request" \
+                else v1_response_rows(<dict>document, max_rows)
             if rows is not None:
-                return "v1", rows, None
-    parsed = parsed_payload(kind, payload, content_type, truncated)
-    return parsed.kind, parsed.rows, parsed.error
+                return "v1", rows, None, 0
+    parsed = parsed_payload(kind, payload, content_type, truncated, max_rows)
+    return parsed.kind, parsed.rows, parsed.error, parsed.not_exploded
 
 
-cdef list v1_request_rows(dict document):
+cdef list v1_request_rows(dict document, Py_ssize_t max_rows):
     instances = document.get("instances")
-    if type(instances) is not list or not instances:
+    if type(instances) is not list or not instances or len(<list>instances) > max_rows:
         return None
     first = (<list>instances)[0]
     if type(first) is not list:
@@ -210,11 +212,11 @@ cdef list v1_request_rows(dict document):
     return rows
 
 
-cdef list v1_response_rows(dict document):
+cdef list v1_response_rows(dict document, Py_ssize_t max_rows):
     if "predictions" not in document:
         return None
     predictions = document["predictions"]
-    if type(predictions) is not list:
+    if type(predictions) is not list or len(<list>predictions) > max_rows:
         return None
     return [p if type(p) is dict else {"prediction": p} for p in <list>predictions]
 
@@ -246,8 +248,12 @@ cdef tuple usual_record(message, Py_ssize_t max_event_bytes):
     return value, attributes, time
 
 
-def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as_text):
-    """The rows `batch_rows` makes of these records, or None if any is unusual.
+def one_pass_rows(messages, Py_ssize_t max_event_bytes, Py_ssize_t max_rows,
+                  Py_ssize_t max_batch_rows, Py_ssize_t max_batch_bytes, stored_at,
+                  bint times_as_text):
+    """The rows `batch_rows` makes of these records, at most `max_rows` exploded from each
+    payload, or None if any record is unusual or the batch explodes more than
+    `max_batch_rows` rows or holds more than `max_batch_bytes` (the general path splits it).
 
     Times go to the database as SQLite's text (`times_as_text`) or as the aware UTC datetimes
     they were read as (PostgreSQL); `stored_at` is already in that form.
@@ -258,13 +264,16 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as
     cdef list with_rows = []  # request ids in the order their first rows arrived
     cdef dict attributes
     cdef list side
-    cdef Py_ssize_t index
+    cdef Py_ssize_t index, exploded = 0, batch_bytes = 0
     for message in messages:
         record = usual_record(message, max_event_bytes)
         if record is None:
             return None
         value, attributes, time = record
         size = len(<bytes>value)
+        batch_bytes += size
+        if batch_bytes > max_batch_bytes:
+            return None
         source = attributes["source"]
         event_id = attributes["id"]
         event_type = attributes["type"]
@@ -285,7 +294,12 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as
             return None
         content_type = attributes.get("datacontenttype")
         truncated = attributes.get("truncated") == "true"
-        payload_kind, rows, error = explode(kind, <bytes>value, content_type, truncated)
+        payload_kind, rows, error, not_exploded = explode(
+            kind, <bytes>value, content_type, truncated, max_rows)
+        if rows:
+            exploded += len(rows)
+            if exploded > max_batch_rows:
+                return None
         model = model_of(attributes)
         time_value = sqlite_time(<datetime>time) if times_as_text else time
         event_rows.append((
@@ -306,8 +320,8 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as
             model, attributes.get("namespace") or None,
             attributes.get("inferenceservicename") or None,
             attributes.get("component") or None, attributes.get("protocol") or None, time,
-            time_value, status, latency, None if rows is None else len(rows), payload_kind,
-            encoded,
+            time_value, status, latency,
+            None if rows is None else row_count(len(rows), not_exploded), payload_kind, encoded,
         )
     return BatchRows(
         events=event_rows,
@@ -317,6 +331,11 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, stored_at, bint times_as
                    for row in instance_rows(request_id, calls[request_id])],
         dead_letters=[],
     )
+
+
+cdef object row_count(object exploded, object not_exploded):
+    """`store_rows.row_count`: exploded or not, within the column's int32."""
+    return int32(exploded + not_exploded) if not_exploded else exploded
 
 
 cdef object either(object request, object response, int field):

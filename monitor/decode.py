@@ -7,11 +7,12 @@ Knative KafkaSink), and Seldon's request logger types; `cloudevents-kafka.md` se
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 from infermon import events
 from infermon.events import InvalidEventError
-from monitor.payloads import ParsedPayload, parse_request, parse_response
+from monitor.payloads import DEFAULT_MAX_ROWS, ParsedPayload, parse_request, parse_response
 from monitor.records import DeadLetter, EventKind, StoredEvent
 
 EVENT_KINDS: dict[str, EventKind] = {
@@ -35,6 +36,10 @@ class KafkaMessage(Protocol):
     def key(self) -> str | bytes | None: ...
     def value(self) -> str | bytes | None: ...
     def headers(self) -> Sequence[tuple[str, bytes | None]] | None: ...
+
+
+MAX_TIME_TEXT_IN_ERROR = 64
+OUTSIDE_UTC_RANGE = "is outside the years 1-9999 once in UTC"
 
 
 class RecordTooLargeError(ValueError):
@@ -66,7 +71,11 @@ def dead_letter(message: KafkaMessage, error: Exception, stage: str) -> DeadLett
     )
 
 
-def decode(message: KafkaMessage, max_event_bytes: int) -> StoredEvent | DeadLetter:
+def decode(
+    message: KafkaMessage, max_event_bytes: int, max_rows: int = DEFAULT_MAX_ROWS
+) -> StoredEvent | DeadLetter:
+    """The record as an event to store, at most `max_rows` of its payload's rows exploded;
+    or a dead letter saying why it cannot be one."""
     headers = message.headers() or []
     value = _as_bytes(message.value())
     size = record_size(value, headers)
@@ -75,11 +84,25 @@ def decode(message: KafkaMessage, max_event_bytes: int) -> StoredEvent | DeadLet
         return dead_letter(message, too_large, "size")
     try:
         parts = events.event_parts_from_kafka(headers, value)
+        if parts.time is not None and parts.time.tzinfo is not UTC:
+            parts = parts._replace(time=utc_time(parts.time, parts.attributes.get("time", "")))
     except InvalidEventError as error:
         return dead_letter(message, error, "decode")
+    except OverflowError:  # structured mode: the SDK's time, written as text in UTC
+        return dead_letter(message, InvalidEventError(f"time {OUTSIDE_UTC_RANGE}"), "decode")
     return stored_event(
-        parts, message.topic() or "", message.partition() or 0, message.offset() or 0
+        parts, message.topic() or "", message.partition() or 0, message.offset() or 0, max_rows
     )
+
+
+def utc_time(moment: datetime, text: str) -> datetime:
+    """`moment`, read from `text`, in UTC: the store keeps every time so. A time with an
+    offset at the ends of the years 1-9999 has no UTC equivalent there: no time to store."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        shown = text[:MAX_TIME_TEXT_IN_ERROR]
+        raise InvalidEventError(f"time {shown!r} {OUTSIDE_UTC_RANGE}") from None
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -118,26 +141,36 @@ _TRUNCATED = ParsedPayload(kind="raw", rows=None, error="payload was truncated b
 
 
 def parsed_payload(
-    kind: EventKind, payload: bytes, content_type: str | None, truncated: bool
+    kind: EventKind,
+    payload: bytes,
+    content_type: str | None,
+    truncated: bool,
+    max_rows: int = DEFAULT_MAX_ROWS,
 ) -> ParsedPayload:
     """The payload exploded into rows, or why not (a truncated payload is not exploded)."""
     if truncated:
         return _TRUNCATED
     if kind == "request":
-        return parse_request(payload, content_type)
+        return parse_request(payload, content_type, max_rows)
     if kind == "response":
-        return parse_response(payload, content_type)
+        return parse_response(payload, content_type, max_rows)
     return ParsedPayload(kind="raw", rows=None, error="not an inference request or response")
 
 
-def stored_event(parts: events.EventParts, topic: str, partition: int, offset: int) -> StoredEvent:
+def stored_event(
+    parts: events.EventParts,
+    topic: str,
+    partition: int,
+    offset: int,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> StoredEvent:
     attributes, payload = parts.attributes, parts.data
     text = attributes.get  # every value is text; an empty one counts as absent
     event_type = attributes["type"]
     kind = EVENT_KINDS.get(event_type, "other")
     content_type = text("datacontenttype")
     truncated = text(events.EXT_TRUNCATED) == "true"
-    parsed = parsed_payload(kind, payload, content_type, truncated)
+    parsed = parsed_payload(kind, payload, content_type, truncated, max_rows)
     return StoredEvent(
         source=attributes["source"],
         event_id=attributes["id"],
@@ -161,5 +194,6 @@ def stored_event(parts: events.EventParts, topic: str, partition: int, offset: i
         truncated=truncated,
         payload_kind=parsed.kind,
         rows=parsed.rows,
+        rows_not_exploded=parsed.not_exploded,
         parse_error=parsed.error,
     )

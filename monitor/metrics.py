@@ -25,6 +25,11 @@ class MonitorMetrics:
             "records that are not valid CloudEvents, sent to the dead-letter topic",
             registry=registry,
         )
+        self.dead_letters_undelivered = Counter(
+            "infermon_monitor_dead_letters_undelivered",
+            "dead letters the dead-letter topic refused for good (kept in the store's table)",
+            registry=registry,
+        )
         self.retries = Counter(
             "infermon_monitor_write_retries",
             "batch writes retried because the database or Kafka was unavailable",

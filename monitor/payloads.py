@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +21,14 @@ import orjson
 
 from monitor.records import PayloadKind
 
-__all__ = ["ParsedPayload", "parse_request", "parse_response"]
+__all__ = [
+    "DEFAULT_MAX_BATCH_BYTES",
+    "DEFAULT_MAX_BATCH_ROWS",
+    "DEFAULT_MAX_ROWS",
+    "ParsedPayload",
+    "parse_request",
+    "parse_response",
+]
 
 Row = dict[str, Any]
 
@@ -38,42 +46,158 @@ _MAX_DIM = 2**63 - 1
 _NAME_IN_ERROR_MAX = 64
 # Feature names are cached per (tensor name, slice shape); big slices are rare, keep them out.
 _CACHED_NAMES_MAX = 1024
+# Rows exploded from one payload, at most; the rest are counted. A row costs ~450 bytes
+# exploded (its dict, its JSON text, its table row) against as little as 4 in the payload.
+DEFAULT_MAX_ROWS = 10_000
+# Rows exploded from the payloads of one consumer batch, at most: they are held until the
+# batch is stored, and two batches are held at once (one written, one prepared).
+DEFAULT_MAX_BATCH_ROWS = 50_000
+# Record bytes in one consumer batch, at most: the values are held, and copied by the driver.
+DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
+# Parsed, JSON costs up to ~25x its size ("[1]," is a 64-byte list and a pointer). A larger
+# payload has its top-level arrays (v1 `instances`, `predictions`, ...) cut to the rows kept
+# and to this size before it is parsed; one still larger (v2 tensors, dataframe_split, whose
+# rows are not a top-level array) is not exploded.
+MAX_PARSED_BYTES = 2 * 1024 * 1024
+MAX_PARSED_ROW_BYTES = MAX_PARSED_BYTES // 2  # of one array of rows; the rest is the others
+# A JSON string (skipped whole), a quote that opens none (never closed), or a byte that
+# opens, closes or separates a value.
+_JSON_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*+"|"|[\[\]{},]')
+# The members whose arrays may hold rows, as their JSON text: the ones cut before parsing.
+_ROW_KEYS = {
+    f'"{key}"'.encode(): key
+    for key in ("instances", "inputs", "predictions", "outputs", "dataframe_records")
+}
+_OPENING = frozenset(b"[{")
+_CLOSING = frozenset(b"]}")
+_COMMA = ord(",")
+_STRING = ord('"')
+_ARRAY = ord("[")
 
 
 @dataclass(slots=True)  # not frozen: built once per event, and frozen costs 3x to build
 class ParsedPayload:
     kind: PayloadKind
     rows: list[dict[str, Any]] | None  # one dict per batch row; None when not exploded
-    error: str | None = None  # why it was not exploded (kind "raw"), for the store
+    error: str | None = None  # why it was not exploded (kind "raw") or not whole, for the store
+    not_exploded: int = 0  # rows beyond the most exploded from one payload, counted only
 
 
 class _Rejected(Exception):
     """Internal: the payload cannot be exploded; the message becomes `ParsedPayload.error`."""
 
 
-def parse_request(body: bytes, content_type: str | None) -> ParsedPayload:
-    """Explode a request body into feature rows: v1, v2, dataframe_split or dataframe_records."""
-    return _parse(body, content_type, _request_rows)
+def parse_request(
+    body: bytes, content_type: str | None, max_rows: int = DEFAULT_MAX_ROWS
+) -> ParsedPayload:
+    """Explode a request body into feature rows: v1, v2, dataframe_split or dataframe_records;
+    at most `max_rows` of them, the rest counted in `not_exploded`."""
+    return _parse(body, content_type, _request_rows, max_rows)
 
 
-def parse_response(body: bytes, content_type: str | None) -> ParsedPayload:
-    """Explode a response body into prediction rows: v1 or v2."""
-    return _parse(body, content_type, _response_rows)
+def parse_response(
+    body: bytes, content_type: str | None, max_rows: int = DEFAULT_MAX_ROWS
+) -> ParsedPayload:
+    """Explode a response body into prediction rows: v1 or v2; at most `max_rows`."""
+    return _parse(body, content_type, _response_rows, max_rows)
 
 
 _EMPTY = ParsedPayload(kind="empty", rows=None)
+Cut = dict[str, int]  # rows cut out before parsing, by the top-level key that held them
+_NOTHING_CUT: Cut = {}
+Explode = Callable[[Any, int, Cut], tuple[PayloadKind, list[Row], int]]
 
 
-def _parse(
-    body: bytes, content_type: str | None, explode: Callable[[Any], tuple[PayloadKind, list[Row]]]
-) -> ParsedPayload:
+def _parse(body: bytes, content_type: str | None, explode: Explode, max_rows: int
+           ) -> ParsedPayload:  # fmt: skip
     if not body or body.isspace():
         return _EMPTY
+    cut = _NOTHING_CUT
     try:
-        kind, rows = explode(_load(body, content_type))
+        if len(body) > MAX_PARSED_BYTES:
+            body, cut = _within_parsed_bytes(body, content_type, max_rows)
+        kind, rows, count = explode(_load(body, content_type), max_rows, cut)
     except _Rejected as rejected:
         return ParsedPayload(kind="raw", rows=None, error=str(rejected))
+    not_exploded = count - len(rows)
+    if not_exploded:
+        return ParsedPayload(kind, rows, _not_exploded_reason(not_exploded, max_rows), not_exploded)
     return ParsedPayload(kind=kind, rows=rows)
+
+
+def _not_exploded_reason(not_exploded: int, max_rows: int) -> str:
+    return (
+        f"{not_exploded} rows not exploded: at most {max_rows} are exploded from one payload"
+        " (--max-instances-per-payload)"
+    )
+
+
+def _within_parsed_bytes(body: bytes, content_type: str | None, max_rows: int
+                         ) -> tuple[bytes, Cut]:  # fmt: skip
+    """A body too large to parse whole, cut to what will be exploded, and how many rows were
+    cut out; _Rejected if it cannot be cut to MAX_PARSED_BYTES."""
+    media = _binary_media(content_type) if content_type else None
+    if media is not None:
+        raise _Rejected(f"binary content type {media}")
+    size = len(body)
+    body, cut = _cut_row_arrays(body, max_rows, MAX_PARSED_ROW_BYTES)
+    if len(body) > MAX_PARSED_BYTES:
+        raise _Rejected(
+            f"a payload of {size} bytes is exploded only when its rows are a top-level array"
+            f" (v1 instances, predictions, dataframe_records); it is above {MAX_PARSED_BYTES}"
+        )
+    return body, cut
+
+
+def _cut_row_arrays(body: bytes, keep: int, budget: int) -> tuple[bytes, Cut]:
+    """A large JSON object with each array of rows directly under it (`instances`,
+    `predictions`, `dataframe_records`, ...) cut to its first `keep` elements, or fewer that
+    end within `budget` bytes of its start; and how many were cut out, by key. Scans byte by
+    byte, so only for bodies too large to parse whole; anything else is left as it is."""
+    start = len(body) - len(body.lstrip())
+    if body[start : start + 1] != b"{":
+        return body, _NOTHING_CUT
+    pieces: list[bytes] = []
+    cut: Cut = {}
+    copied_to = depth = commas = kept = 0
+    array_start = cut_at = -1
+    key = b""
+    expect_key = False
+    for match in _JSON_STRUCTURE.finditer(body, start):
+        position = match.start()
+        char = body[position]
+        if char == _STRING:
+            if match.end() - position == 1:  # stop here: a scan from each quote left is n^2
+                raise _Rejected("invalid JSON: a string is never closed")
+            if depth == 1 and expect_key:
+                key, expect_key = match.group(), False
+            continue
+        if char in _OPENING:
+            depth += 1
+            expect_key = depth == 1
+            if depth == 2 and char == _ARRAY and key in _ROW_KEYS:
+                array_start, commas, cut_at = position, 0, -1
+        elif char in _CLOSING:
+            if depth == 2 and array_start >= 0:
+                elements = commas + 1 if body[array_start + 1 : position].strip() else 0
+                if cut_at >= 0:
+                    pieces.append(body[copied_to:cut_at])
+                    copied_to = position
+                    cut[_ROW_KEYS[key]] = elements - kept
+                array_start = -1
+            depth -= 1
+        elif char == _COMMA:
+            expect_key = depth == 1
+            if depth == 2 and array_start >= 0:
+                commas += 1
+                if cut_at < 0 and (commas == keep or position - array_start > budget):
+                    cut_at, kept = position, commas  # the elements before this comma are kept
+    if depth:  # parsed, it would be refused only at its end, after building it all
+        raise _Rejected("invalid JSON: a bracket or brace is never closed")
+    if not pieces:
+        return body, _NOTHING_CUT
+    pieces.append(body[copied_to:])
+    return b"".join(pieces), cut
 
 
 # --- bytes -> JSON ---------------------------------------------------------------------------
@@ -122,34 +246,55 @@ def _binary_tensor_body(body: bytes) -> str | None:
 # --- shapes ----------------------------------------------------------------------------------
 
 
-def _request_rows(doc: Any) -> tuple[PayloadKind, list[Row]]:
+def _first_rows(items: list[Any], max_rows: int) -> list[Any]:
+    return items if len(items) <= max_rows else items[:max_rows]
+
+
+def _request_rows(doc: Any, max_rows: int, cut: Cut) -> tuple[PayloadKind, list[Row], int]:
+    """(kind, at most `max_rows` rows, the payload's row count, `cut` out before parsing
+    included)."""
     if type(doc) is dict:
         if "instances" in doc:
-            return "v1", _instance_rows(_list(doc["instances"], "instances"))
+            instances = _list(doc["instances"], "instances")
+            rows = _instance_rows(_first_rows(instances, max_rows))
+            return "v1", rows, len(instances) + cut.get("instances", 0)
         if "inputs" in doc:
             inputs = _list(doc["inputs"], "inputs")
             if _is_v2(inputs):
-                return "v2", _tensor_rows(inputs, "input")
-            return "v1", _instance_rows(inputs)
+                _whole_tensor_list(cut, "inputs")
+                return "v2", *_tensor_rows(inputs, "input", max_rows)
+            rows = _instance_rows(_first_rows(inputs, max_rows))
+            return "v1", rows, len(inputs) + cut.get("inputs", 0)
         if "dataframe_split" in doc:
-            return "dataframe_split", _split_rows(doc["dataframe_split"])
+            return "dataframe_split", *_split_rows(doc["dataframe_split"], max_rows)
         if "dataframe_records" in doc:
-            return "dataframe_records", _records_rows(doc["dataframe_records"])
+            records = _records_rows(doc["dataframe_records"])
+            count = len(records) + cut.get("dataframe_records", 0)
+            return "dataframe_records", _first_rows(records, max_rows), count
     raise _Rejected("unrecognised payload shape")
 
 
-def _response_rows(doc: Any) -> tuple[PayloadKind, list[Row]]:
+def _response_rows(doc: Any, max_rows: int, cut: Cut) -> tuple[PayloadKind, list[Row], int]:
     if type(doc) is dict:
         if "predictions" in doc:
-            return "v1", _prediction_rows(_list(doc["predictions"], "predictions"))
+            predictions = _list(doc["predictions"], "predictions")
+            rows = _prediction_rows(_first_rows(predictions, max_rows))
+            return "v1", rows, len(predictions) + cut.get("predictions", 0)
         if "outputs" in doc:
             outputs = _list(doc["outputs"], "outputs")
             if _is_v2(outputs) or (outputs == [] and "model_name" in doc):
-                return "v2", _tensor_rows(outputs, "output")
-            return "v1", _prediction_rows(outputs)
+                _whole_tensor_list(cut, "outputs")
+                return "v2", *_tensor_rows(outputs, "output", max_rows)
+            rows = _prediction_rows(_first_rows(outputs, max_rows))
+            return "v1", rows, len(outputs) + cut.get("outputs", 0)
         if "error" in doc:
             raise _Rejected("error response")
     raise _Rejected("unrecognised payload shape")
+
+
+def _whole_tensor_list(cut: Cut, key: str) -> None:
+    if cut.get(key):  # the list was cut as if it held rows, but it holds tensors
+        raise _Rejected(f"{key} holds more tensors than rows are exploded")
 
 
 def _list(value: Any, key: str) -> list[Any]:
@@ -201,7 +346,7 @@ def _prediction_rows(predictions: list[Any]) -> list[Row]:
     return [p if type(p) is dict else {"prediction": p} for p in predictions]
 
 
-def _split_rows(frame: Any) -> list[Row]:
+def _split_rows(frame: Any, max_rows: int) -> tuple[list[Row], int]:
     """pandas `to_json(orient="split")`: the index names rows, so it is checked, not kept."""
     if type(frame) is not dict:
         raise _Rejected("dataframe_split is not an object")
@@ -219,8 +364,9 @@ def _split_rows(frame: Any) -> list[Row]:
     for values in data:
         if type(values) is not list or len(values) != len(names):
             raise _Rejected(f"dataframe_split rows must be lists of {len(names)} values")
-        rows.append(dict(zip(names, values, strict=True)))
-    return rows
+        if len(rows) < max_rows:
+            rows.append(dict(zip(names, values, strict=True)))
+    return rows, len(data)
 
 
 def _records_rows(records: Any) -> list[Row]:
@@ -240,17 +386,18 @@ class _Tensor(NamedTuple):
     values: list[Any]  # flat, row-major, converted to Python types
 
 
-def _tensor_rows(specs: list[Any], role: str) -> list[Row]:
+def _tensor_rows(specs: list[Any], role: str, max_rows: int) -> tuple[list[Row], int]:
+    """(at most `max_rows` rows, the batch size)."""
     tensors = [_tensor(spec, role) for spec in specs]
     batch = tensors[0].batch if tensors else 0
     if any(t.batch != batch for t in tensors):
         sizes = ", ".join(f"{t.name[:_NAME_IN_ERROR_MAX]}={t.batch}" for t in tensors)
         raise _Rejected(f"{role}s have different batch sizes: {sizes}")
-    rows: list[Row] = [{} for _ in range(batch)]
+    rows: list[Row] = [{} for _ in range(min(batch, max_rows))]
     for t in tensors:
         if len(t.names) == 1:
             (feature,) = t.names
-            for row, value in zip(rows, t.values, strict=True):
+            for row, value in zip(rows, t.values, strict=False):  # _tensor checked the count
                 row[feature] = value
         else:
             values = iter(t.values)
@@ -258,7 +405,7 @@ def _tensor_rows(specs: list[Any], role: str) -> list[Row]:
                 row.update(zip(t.names, values, strict=False))
     if rows and len(rows[0]) != sum(len(t.names) for t in tensors):
         raise _Rejected(f"{role} names collide")  # two tensors of one name, most likely
-    return rows
+    return rows, batch
 
 
 def _tensor(spec: Any, role: str) -> _Tensor:

@@ -38,6 +38,7 @@ class StoredEvent:
     # One dict per batch row: features for a request, outputs for a response; None when
     # the payload was not exploded (raw, binary, truncated, or an error answer).
     rows: list[dict[str, Any]] | None = None
+    rows_not_exploded: int = 0  # the payload's rows beyond those in `rows`, counted only
     parse_error: str | None = None
 
 

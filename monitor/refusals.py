@@ -11,21 +11,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from monitor.records import StoredEvent
-from monitor.store import Store, StoreError, StoreUnavailableError, WriteResult
+from monitor.store import Store, StoreUnavailableError, WriteResult
 
 
 def write_refusing(
     store: Store, events: Sequence[StoredEvent]
-) -> tuple[list[WriteResult], list[tuple[StoredEvent, StoreError]]]:
+) -> tuple[list[WriteResult], list[tuple[StoredEvent, Exception]]]:
     """Writes what the store takes; returns its results and the events it refused, with why.
 
-    An outage (StoreUnavailableError) is not a refusal: it propagates, to be waited out.
+    An outage (StoreUnavailableError) is not a refusal: it propagates, to be waited out. Any
+    other failure is one, the database's (StoreError) or one an event set off on its way.
     """
     try:
         return [store.write(events)], []
     except StoreUnavailableError:
         raise
-    except StoreError as error:
+    except Exception as error:
         if len(events) == 1:
             return [], [(events[0], error)]
         middle = len(events) // 2

@@ -31,6 +31,7 @@ from monitor.batch_writer import BatchWriter
 from monitor.dead_letters import DeadLetterDeliveryError, DeadLetterTopic
 from monitor.decode import dead_letter, decode
 from monitor.metrics import MonitorMetrics
+from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
 from monitor.records import DeadLetter, StoredEvent
 from monitor.refusals import write_refusing
 from monitor.settings import MonitorSettings
@@ -50,6 +51,7 @@ RETENTION_INTERVAL_S = 3600.0
 TRANSIENT_ERRORS = (StoreUnavailableError, DeadLetterDeliveryError)
 WRITER_SWITCH_INTERVAL_S = 0.0001
 EMPTY_BATCH = PreparedBatch(parts=[], events=0, inferences=0, instances=0)
+MAX_LOGGED_ERROR_CHARS = 500  # an error may quote a whole header
 
 
 class ShutdownDuringRetryError(Exception):
@@ -68,13 +70,17 @@ class DecodedBatch:
     in_one_pass: bool = False  # rows made straight from the records: `events` left empty
 
     @classmethod
-    def prepared_by(cls, store: Store, messages: Sequence[Message], max_event_bytes: int
+    def prepared_by(cls, store: Store, messages: Sequence[Message], limits: BatchLimits
                     ) -> DecodedBatch:  # fmt: skip
-        """The batch's rows, in one pass when the store can, else record by record."""
-        prepared = store.prepare_records(messages, max_event_bytes)
+        """The rows of the first records of `messages`, as many as `limits` allow (usually
+        all: `records` says how many): in one pass when the store can, else record by record.
+        """
+        prepared = store.prepare_records(messages, limits.max_event_bytes, limits.max_rows,
+                                         limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip
         if prepared is None:
-            batch = cls.of(messages, max_event_bytes)
-            batch.prepared = store.prepare(batch.events, batch.dead_letters)
+            batch = cls.of(messages, limits.max_event_bytes, limits.max_rows,
+                           limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip
+            batch.prepare(store)
             return batch
         return cls(
             records=len(messages), messages=messages, next_offsets=next_offsets(messages),
@@ -82,22 +88,90 @@ class DecodedBatch:
         )  # fmt: skip
 
     @classmethod
-    def of(cls, messages: Sequence[Message], max_event_bytes: int) -> DecodedBatch:
-        """Each record decoded on its own, into events and dead letters."""
-        batch = cls(records=len(messages), messages=messages, next_offsets=next_offsets(messages))
+    def of(
+        cls,
+        messages: Sequence[Message],
+        max_event_bytes: int,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    ) -> DecodedBatch:
+        """Each record decoded on its own, into events and dead letters, up to the record
+        that brings the batch's rows to `max_batch_rows` or its bytes to `max_batch_bytes`
+        (`records` says how many)."""
+        events: list[StoredEvent] = []
+        letters: list[DeadLetter] = []
+        exploded = taken = size = 0
         for message in messages:
+            taken += 1
+            size += len(message.value() or b"")
+            if size > max_batch_bytes and taken > 1:  # this one starts the next batch
+                taken -= 1
+                break
             try:
-                decoded = decode(message, max_event_bytes)
+                decoded = decode(message, max_event_bytes, max_rows)
             except Exception as error:  # a decoder bug must not stop the consumer
                 decoded = dead_letter(message, error, "decode")
             if isinstance(decoded, DeadLetter):
-                batch.dead_letters.append(decoded)
+                letters.append(decoded)
+                continue
+            events.append(decoded)
+            if decoded.rows:
+                exploded += len(decoded.rows)
+                if exploded >= max_batch_rows:
+                    break
+        read = messages[:taken] if taken < len(messages) else messages
+        return cls(events, letters, next_offsets(read), taken, read)
+
+    def prepare(self, store: Store) -> None:
+        """The batch's rows; an event whose rows cannot be made is dead-lettered alone."""
+        try:
+            self.prepared = store.prepare(self.events, self.dead_letters)
+            return
+        except Exception:  # rare: find the events at fault, one by one
+            log.exception("a batch's rows could not be made; trying its events one by one")
+        kept: list[StoredEvent] = []
+        for event in self.events:
+            try:
+                store.prepare([event])
+            except Exception as error:
+                self.dead_letters.append(self.letter_for(event, error, "prepare"))
             else:
-                batch.events.append(decoded)
-        return batch
+                kept.append(event)
+        try:
+            self.prepared = store.prepare(kept, self.dead_letters)
+        except Exception as error:  # they fail only together: keep them all as dead letters
+            self.dead_letters += [self.letter_for(event, error, "prepare") for event in kept]
+            kept = []
+            self.prepared = store.prepare([], self.dead_letters)
+        self.events = kept
+
+    def letter_for(self, event: StoredEvent, error: Exception, stage: str) -> DeadLetter:
+        """The dead letter of the record `event` was read from."""
+        where = (event.topic, event.partition, event.offset)
+        message = next(
+            m for m in self.messages
+            if (m.topic() or "", m.partition() or 0, m.offset() or 0) == where
+        )  # fmt: skip
+        return dead_letter(message, error, stage)
 
     def offsets(self) -> list[TopicPartition]:
         return [TopicPartition(t, p, o) for (t, p), o in self.next_offsets.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """What one write batch may hold (MonitorSettings)."""
+
+    max_event_bytes: int
+    max_rows: int = DEFAULT_MAX_ROWS  # exploded from one payload
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS  # exploded from the batch's payloads
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # of the batch's records
+
+    @classmethod
+    def of(cls, settings: MonitorSettings) -> BatchLimits:
+        return cls(settings.max_event_bytes, settings.max_instances_per_payload,
+                   settings.batch_max_instances, settings.batch_max_bytes)  # fmt: skip
 
 
 def next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
@@ -122,8 +196,9 @@ class MonitorService:
         self._stop = threading.Event()
         self._consumer = consumer_factory(self._consumer_config())
         self._dead_letter_topic = DeadLetterTopic(
-            settings.dead_letter_topic, settings.kafka_client_config()
+            settings.dead_letter_topic, settings.kafka_client_config(), settings.dlq_max_bytes
         )
+        self._limits = BatchLimits.of(settings)
         self._writer: BatchWriter[DecodedBatch] = BatchWriter(self._persist)
         self._next_orphan_sweep = 0.0
         self._next_purge = 0.0
@@ -185,9 +260,11 @@ class MonitorService:
         return False
 
     def _handle(self, messages: Sequence[Message]) -> None:
-        batch = DecodedBatch.prepared_by(self._store, messages, self._settings.max_event_bytes)
-        self._finish_in_flight()
-        self._writer.submit(batch)
+        while messages:  # in more than one batch when its payloads explode into many rows
+            batch = DecodedBatch.prepared_by(self._store, messages, self._limits)
+            self._finish_in_flight()
+            self._writer.submit(batch)
+            messages = messages[batch.records :]
 
     def _finish_in_flight(self) -> None:
         """Waits for the batch being written, retries it here if the store was unavailable,
@@ -199,8 +276,9 @@ class MonitorService:
         if isinstance(error, TRANSIENT_ERRORS):
             self._note_retry(error, 0.0)
             self._with_retry(lambda: self._persist(batch))
-        elif isinstance(error, StoreError):
-            log.error("the store refused a batch; finding the events it refuses: %s", error)
+        elif isinstance(error, Exception):  # the store's refusal, or a bug a record set off
+            log.error("the store refused a batch; finding the events it refuses: %s", error,
+                      exc_info=None if isinstance(error, StoreError) else error)  # fmt: skip
             self._with_retry(lambda: self._persist_refusing(batch))
         elif error is not None:
             raise error
@@ -227,7 +305,7 @@ class MonitorService:
         if error is None:
             self._store_offsets(batch)
             self._metrics.consumed.inc(batch.records)
-        elif isinstance(error, StoreError | DeadLetterDeliveryError):
+        elif isinstance(error, Exception):
             # Unavailable, or refused for good: either way not stored, so whoever reads these
             # partitions next reads the batch again (and dead-letters what is refused).
             log.warning("partitions revoked before the batch was stored; "
@@ -244,29 +322,45 @@ class MonitorService:
 
     def _persist_refusing(self, batch: DecodedBatch) -> None:
         """The batch event by event where needed; what the store refuses is dead-lettered."""
-        if batch.in_one_pass:  # its events are needed one by one now
-            batch = DecodedBatch.of(batch.messages, self._settings.max_event_bytes)
+        if batch.in_one_pass:  # its events are needed one by one now: every record of it
+            limits = self._limits
+            batch = DecodedBatch.of(batch.messages, limits.max_event_bytes, limits.max_rows,
+                                    max_batch_rows=sys.maxsize,
+                                    max_batch_bytes=sys.maxsize)  # fmt: skip
         results, refused = write_refusing(self._store, batch.events)
-        letters = [self._refused_letter(batch, event, error) for event, error in refused]
+        letters = [batch.letter_for(event, error, "store") for event, error in refused]
         self._send_dead_letters(letters)  # the decoder's were sent already
-        self._store.write([], [*batch.dead_letters, *letters])  # rolled back with the batch
+        self._write_dead_letters([*batch.dead_letters, *letters])  # rolled back with the batch
         self._metrics.stored.inc(sum(result.events_new for result in results))
         self._metrics.duplicates.inc(sum(result.duplicates for result in results))
         self._metrics.dead_lettered.inc(len(letters))
 
+    def _write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Into the store's table; one it refuses even alone is on the topic, and logged."""
+        try:
+            self._store.write([], letters)
+            return
+        except StoreUnavailableError:
+            raise
+        except Exception as error:
+            log.error("the store refused dead letters; writing them one by one: %s", error)
+        for letter in letters:
+            try:
+                self._store.write([], [letter])
+            except StoreUnavailableError:
+                raise
+            except Exception as error:
+                log.error("dead letter %s[%d]@%d not stored (it is on %s): %s", letter.topic,
+                          letter.partition, letter.offset, self._dead_letter_topic.topic,
+                          error)  # fmt: skip
+
     def _send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        self._dead_letter_topic.send(letters)
+        if not letters:
+            return
+        self._metrics.dead_letters_undelivered.inc(self._dead_letter_topic.send(letters))
         for letter in letters:
             log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition,
-                        letter.offset, letter.error)  # fmt: skip
-
-    @staticmethod
-    def _refused_letter(batch: DecodedBatch, event: StoredEvent, error: Exception) -> DeadLetter:
-        where = (event.topic, event.partition, event.offset)
-        message = next(
-            m for m in batch.messages if (m.topic() or "", m.partition() or 0, m.offset()) == where
-        )
-        return dead_letter(message, error, "store")
+                        letter.offset, letter.error[:MAX_LOGGED_ERROR_CHARS])  # fmt: skip
 
     def _with_retry(self, action: Callable[[], None]) -> None:
         """Run `action` until it succeeds; meanwhile consumption is paused, not abandoned."""

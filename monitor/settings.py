@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from infermon.settings import InfermonSettings, KafkaSettings
+from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
 
 
 class DatabaseSettings(InfermonSettings):
@@ -24,6 +25,31 @@ class MonitorSettings(KafkaSettings, DatabaseSettings):
     batch_max_wait_ms: int = Field(200, gt=0, description="longest wait to fill a batch")
     max_event_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="records above this go to the dead-letter topic"
+    )
+    max_instances_per_payload: int = Field(
+        DEFAULT_MAX_ROWS,
+        gt=0,
+        description="instances exploded from one payload, at most; the rest are counted"
+        " (the inference's row count, the event's parse_error) and kept in the raw payload",
+    )
+    batch_max_instances: int = Field(
+        DEFAULT_MAX_BATCH_ROWS,
+        gt=0,
+        description="instances exploded per write batch, at most (~450 bytes each in memory);"
+        " a batch that would explode more is split",
+    )
+    batch_max_bytes: int = Field(
+        DEFAULT_MAX_BATCH_BYTES,
+        gt=0,
+        description="record bytes per write batch, at most; a batch is split above it (a"
+        " larger record is a batch of its own)",
+    )
+    dlq_max_bytes: int = Field(
+        900_000,
+        ge=4096,
+        description="a dead letter larger than this (key, value and headers) is cut to fit:"
+        " its value shortened, the original size and sha256 in headers; below the producer's"
+        " message.max.bytes (1,000,000)",
     )
     orphan_timeout_s: float = Field(
         300.0, gt=0, description="a request with no response after this is marked orphaned"

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from monitor import migrations, store_read
 from monitor.decode import KafkaMessage
+from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
 from monitor.records import DeadLetter, StoredEvent
 from monitor.schema import (
     AWAITING_RESPONSE,
@@ -189,15 +190,25 @@ class Store:
         return PreparedBatch(parts, len(events), len(calls), len(instance_keys))
 
     def prepare_records(
-        self, records: Sequence[KafkaMessage], max_event_bytes: int
+        self,
+        records: Sequence[KafkaMessage],
+        max_event_bytes: int,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     ) -> PreparedBatch | None:
         """`prepare` straight from Kafka records in one pass (`monitor/_one_pass.pyx`), when
-        it is built and every record is plain; else None: decode them and `prepare`."""
+        it is built, every record is plain and the batch explodes at most `max_batch_rows`
+        rows and holds at most `max_batch_bytes`; else None: decode them and `prepare`."""
         if one_pass_rows is None or not 0 < len(records) <= SUB_BATCH_EVENTS:
             return None
         stored_at = self._time_value(datetime.now(UTC))
+        as_text = self._dialect == "sqlite"
         try:
-            rows = one_pass_rows(records, max_event_bytes, stored_at, self._dialect == "sqlite")
+            rows = one_pass_rows(
+                records, max_event_bytes, max_rows, max_batch_rows, max_batch_bytes, stored_at,
+                as_text,
+            )  # fmt: skip
         except Exception:  # a bug there must not cost the batch: the general path takes it
             log.exception("the one-pass path failed on a batch; decoding it record by record")
             return None

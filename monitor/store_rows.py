@@ -86,6 +86,15 @@ def latency_ms(request_time: datetime, response_time: datetime) -> float:
     return ((response_time - request_time) // _ONE_MICROSECOND) / 1000
 
 
+def row_count(event: StoredEvent) -> int | None:
+    """The payload's rows, exploded or not; None when it was not exploded at all."""
+    if event.rows is None:
+        return None
+    if event.rows_not_exploded:  # a v2 shape may claim any count: the column takes int32
+        return int32(len(event.rows) + event.rows_not_exploded)
+    return len(event.rows)
+
+
 def _first(value: Any, other: Any) -> Any:
     """SQL's COALESCE of two."""
     return value if value is not None else other
@@ -102,7 +111,7 @@ class _Inference:
 
     def __init__(self, event: StoredEvent, time: datetime | None, time_value: Any) -> None:
         is_request = event.kind == "request"
-        rows = None if event.rows is None else len(event.rows)
+        rows = row_count(event)
         self.request_id = event.request_id
         self.model = event.model
         self.namespace = event.namespace
@@ -127,7 +136,7 @@ class _Inference:
 
         The same as merging `_Inference(event, time, time_value)` in, without building it.
         """
-        rows = None if event.rows is None else len(event.rows)
+        rows = row_count(event)
         if event.kind == "request":  # a request's description of the call wins
             self.model = event.model if event.model is not None else self.model
             self.namespace = event.namespace if event.namespace is not None else self.namespace

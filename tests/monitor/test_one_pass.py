@@ -26,6 +26,10 @@ one_pass = pytest.importorskip(
 one_pass_rows = one_pass.one_pass_rows
 
 MAX_EVENT_BYTES = 4096
+MAX_ROWS = 2  # below the generated payloads' 3 rows at most: both paths cut them alike
+MAX_BATCH_ROWS = 10_000
+MAX_BATCH_BYTES = 1_000_000
+LIMITS = (MAX_EVENT_BYTES, MAX_ROWS, MAX_BATCH_ROWS, MAX_BATCH_BYTES)
 STORED_AT = datetime(2026, 11, 29, 9, 30, 0, 250_000, tzinfo=UTC)
 TYPES = (events.KSERVE_REQUEST_TYPE, events.KSERVE_RESPONSE_TYPE,
          events.SELDON_REQUEST_TYPE, events.SELDON_RESPONSE_TYPE)  # fmt: skip
@@ -174,8 +178,8 @@ def test_generated_batches_make_the_same_rows_as_the_general_path(
     outcomes: Counter[str] = Counter()
     for batch_number in range(2500):
         records = _batch(rng, batch_number * 10)
-        decoded = [decode(record, MAX_EVENT_BYTES) for record in records]
-        rows = one_pass_rows(records, MAX_EVENT_BYTES, time_value(STORED_AT), times_as_text)
+        decoded = [decode(record, MAX_EVENT_BYTES, MAX_ROWS) for record in records]
+        rows = one_pass_rows(records, *LIMITS, time_value(STORED_AT), times_as_text)
         if rows is None:
             outcomes["declined"] += 1
             continue
@@ -187,11 +191,13 @@ def test_generated_batches_make_the_same_rows_as_the_general_path(
         outcomes["with both sides"] += any(count == 2 for count in calls.values())
         outcomes["with one side"] += any(count == 1 for count in calls.values())
         outcomes["not exploded"] += any(event.rows is None for event in stored)
+        outcomes["rows cut"] += any(event.rows_not_exploded for event in stored)
     # Both outcomes, and the one-pass batches varied, or the comparison proves little.
     assert outcomes["one pass"] >= 400, outcomes
     assert outcomes["declined"] >= 400, outcomes
     assert min(outcomes["with both sides"], outcomes["with one side"]) >= 100, outcomes
     assert outcomes["not exploded"] >= 50, outcomes
+    assert outcomes["rows cut"] >= 50, outcomes
 
 
 def test_a_batch_with_a_dead_letter_an_unknown_type_or_an_odd_header_is_declined() -> None:
@@ -201,16 +207,16 @@ def test_a_batch_with_a_dead_letter_an_unknown_type_or_an_odd_header_is_declined
     good.header_list.append(("ce_time", b"2026-11-29T08:00:00Z"))
     good.header_list = [h for h in good.header_list if h[0] != "ce_type"]
     good.header_list.append(("ce_type", events.KSERVE_REQUEST_TYPE.encode()))
-    assert one_pass_rows([good], MAX_EVENT_BYTES, "t", True) is not None
+    assert one_pass_rows([good], *LIMITS, "t", True) is not None
     no_id = FakeMessage(good.value_bytes, [h for h in good.header_list if h[0] != "ce_id"])
-    assert one_pass_rows([good, no_id], MAX_EVENT_BYTES, "t", True) is None
+    assert one_pass_rows([good, no_id], *LIMITS, "t", True) is None
     other = FakeMessage(good.value_bytes, [
         *[h for h in good.header_list if h[0] != "ce_type"], ("ce_type", b"com.example.x")
     ])  # fmt: skip
-    assert one_pass_rows([other, good], MAX_EVENT_BYTES, "t", True) is None
+    assert one_pass_rows([other, good], *LIMITS, "t", True) is None
     for odd_header in (["ce_extra", b"x"], ("ce_extra",), ("ce_extra", b"x", b"y")):
         odd = FakeMessage(good.value_bytes, [*good.header_list, odd_header])  # type: ignore[list-item]
-        assert one_pass_rows([good, odd], MAX_EVENT_BYTES, "t", True) is None, odd_header
+        assert one_pass_rows([good, odd], *LIMITS, "t", True) is None, odd_header
 
 
 def test_a_failing_one_pass_hands_the_batch_to_the_general_path(
@@ -225,3 +231,39 @@ def test_a_failing_one_pass_hands_the_batch_to_the_general_path(
     assert store.prepare_records(records, MAX_EVENT_BYTES) is None
     assert "decoding it record by record" in caplog.text
     assert "a bug in the one pass" in caplog.text
+
+
+def _request_at(time: bytes, call: int, rows: int = 1) -> FakeMessage:
+    headers: list[tuple[str, bytes | None]] = [
+        ("ce_specversion", b"1.0"), ("ce_id", f"call-{call}".encode()), ("ce_source", b"/s"),
+        ("ce_type", events.KSERVE_REQUEST_TYPE.encode()), ("ce_time", time),
+        ("content-type", b"application/json"),
+    ]  # fmt: skip
+    body = json.dumps({"instances": [[n] for n in range(rows)]}).encode()
+    return FakeMessage(body, headers, offset_number=call)
+
+
+@pytest.mark.parametrize("time", [b"0001-01-01T00:00:00+01:00", b"9999-12-31T23:59:59-01:00"])
+def test_a_time_with_no_utc_equivalent_is_declined_and_dead_lettered_by_the_general_path(
+    time: bytes,
+) -> None:
+    """Offsets at the ends of the years 1-9999: converting them to UTC overflows."""
+    records = [_request_at(b"2026-11-29T08:00:00Z", 1), _request_at(time, 2)]
+    assert one_pass_rows(records, *LIMITS, "t", True) is None
+    good, bad = (decode(record, MAX_EVENT_BYTES) for record in records)
+    assert isinstance(good, StoredEvent)
+    assert isinstance(bad, DeadLetter)
+    assert "outside the years 1-9999 once in UTC" in bad.error
+
+
+def test_a_batch_exploding_more_rows_than_its_budget_is_declined() -> None:
+    records = [_request_at(b"2026-11-29T08:00:00Z", call, rows=2) for call in range(3)]
+    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 6, 10**6, "t", True) is not None
+    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 5, 10**6, "t", True) is None
+
+
+def test_a_batch_holding_more_bytes_than_its_budget_is_declined() -> None:
+    records = [_request_at(b"2026-11-29T08:00:00Z", call) for call in range(3)]
+    total = sum(len(record.value_bytes or b"") for record in records)
+    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 10, total, "t", True) is not None
+    assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 10, total - 1, "t", True) is None

@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from monitor.payloads import ParsedPayload, parse_request, parse_response
+from monitor.payloads import (
+    MAX_PARSED_BYTES,
+    MAX_PARSED_ROW_BYTES,
+    ParsedPayload,
+    parse_request,
+    parse_response,
+)
 
 JSON = "application/json"
 
@@ -501,3 +509,140 @@ def test_random_and_mutated_bytes_never_raise() -> None:
             body = bytes(body)
         for parse in (parse_request, parse_response):
             check_invariants(parse(body, rng.choice(CONTENT_TYPES)))
+
+
+# --- at most max_rows rows exploded; large bodies cut before they are parsed ----------------
+
+LARGE = MAX_PARSED_BYTES + 100_000  # parsed only once cut
+KEEP = 25
+Document = Callable[[int], dict[str, Any]]
+
+
+def _large(document: dict[str, Any]) -> bytes:
+    """`document` with a string member that brings it above the size parsed whole."""
+    body = encode(document)
+    return encode({**document, "pad": "x" * (LARGE - len(body))})
+
+
+def _rows_for(make: Document) -> int:
+    """A row count that makes `make`'s body larger than is parsed whole."""
+    rows = 64
+    while len(encode(make(rows))) <= LARGE:
+        rows *= 2
+    return rows
+
+
+CUT_CASES: dict[str, tuple[Callable[..., ParsedPayload], Document]] = {
+    "v1 instances": (parse_request, lambda n: {"instances": [[i, i] for i in range(n)]}),
+    "v1 instances holding brackets in strings": (
+        parse_request, lambda n: {"instances": [[f'a"],[{i}', "\\\\]"] for i in range(n)]}
+    ),
+    "v1 predictions": (parse_response, lambda n: {"predictions": list(range(n))}),
+    "dataframe_records": (
+        parse_request, lambda n: {"dataframe_records": [{"a": i} for i in range(n)]}
+    ),
+    "v1 inputs after another array": (
+        parse_request, lambda n: {"pad": list(range(n)), "inputs": [[i] for i in range(n)]}
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CUT_CASES)
+def test_a_large_payload_is_cut_to_max_rows_before_it_is_parsed(case: str) -> None:
+    parse, make = CUT_CASES[case]
+    rows = _rows_for(make)
+    cut = parse(encode(make(rows)), JSON, max_rows=KEEP)
+    expected = parse(encode(make(KEEP)), JSON, max_rows=KEEP)
+    assert expected.rows is not None and len(expected.rows) == KEEP, expected.error
+    assert cut.kind == expected.kind
+    assert cut.rows == expected.rows, "the first rows, exactly as a whole parse makes them"
+    assert cut.not_exploded == rows - KEEP
+    assert cut.error is not None and f"{rows - KEEP} rows not exploded" in cut.error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        encode({"instances": [[i, "a"] for i in range(60)]}),
+        encode({"predictions": list(range(60))}),
+        v2_request(tensor("x", [60, 2], "INT64", list(range(120)))),
+        encode({"dataframe_split": {"columns": ["a"], "data": [[i] for i in range(60)]}}),
+    ],
+    ids=["v1 request", "v1 response", "v2", "dataframe_split"],
+)
+def test_at_most_max_rows_are_exploded_and_the_rest_counted(body: bytes) -> None:
+    parse = parse_response if b"predictions" in body else parse_request
+    whole = parse(body, JSON)
+    cut = parse(body, JSON, max_rows=KEEP)
+    assert whole.rows is not None and len(whole.rows) == 60, whole.error
+    assert (cut.kind, cut.rows) == (whole.kind, whole.rows[:KEEP])
+    assert cut.not_exploded == 60 - KEEP
+    assert cut.error is not None and f"{60 - KEEP} rows not exploded" in cut.error
+
+
+def test_a_payload_within_max_rows_is_exploded_whole_without_a_reason() -> None:
+    parsed = parse_request(encode({"instances": [[1], [2]]}), JSON, max_rows=2)
+    assert (parsed.rows, parsed.not_exploded, parsed.error) == ([{"f0": 1}, {"f0": 2}], 0, None)
+
+
+def test_a_v2_shape_claiming_a_huge_batch_of_empty_rows_explodes_at_most_max_rows() -> None:
+    """shape [10**18, 0] holds no values: 10**18 empty rows, once, before the cap."""
+    parsed = parse_request(v2_request(tensor("x", [10**18, 0], "FP32", [])), JSON, max_rows=5)
+    assert parsed.rows == [{}] * 5
+    assert parsed.not_exploded == 10**18 - 5
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances": [' + b"[1]," * 600_000 + b"[1]",  # the array is never closed
+        b'{"instances": [["' + b'\\"' * 1_200_000 + b"]]}",  # nor is the string
+    ],
+    ids=["array", "string"],
+)
+def test_a_large_body_that_is_not_valid_json_stays_raw_without_being_parsed(body: bytes) -> None:
+    started = time.perf_counter()
+    parsed = parse_request(body, JSON, max_rows=10)
+    assert time.perf_counter() - started < 5, "linear in the body's size"
+    assert (parsed.kind, parsed.rows) == ("raw", None)
+    assert parsed.error is not None and "never closed" in parsed.error
+
+
+def test_a_large_payload_of_large_rows_is_cut_to_the_bytes_parsed_too() -> None:
+    body = encode({"instances": [["x" * 1000] for _ in range(3000)]})
+    parsed = parse_request(body, JSON, max_rows=10_000)
+    assert parsed.rows is not None
+    kept = len(parsed.rows)
+    row_bytes = len(encode(["x" * 1000])) + len(", ")
+    assert (kept - 1) * row_bytes <= MAX_PARSED_ROW_BYTES < (kept + 1) * row_bytes
+    assert parsed.rows[0] == {"f0": "x" * 1000}
+    assert parsed.not_exploded == 3000 - kept
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"inputs": [tensor("x", [40, 2], "INT64", list(range(80)))]},
+        {"dataframe_split": {"columns": ["a"], "data": [[n] for n in range(40)]}},
+    ],
+    ids=["v2", "dataframe_split"],
+)
+def test_a_large_payload_whose_rows_are_not_a_top_level_array_is_not_exploded(
+    document: dict[str, Any],
+) -> None:
+    """Its rows cannot be cut without parsing it whole, which would cost up to ~25x its
+    size: it is kept raw, with the reason."""
+    body = _large(document)
+    parsed = parse_request(body, JSON)
+    assert (parsed.kind, parsed.rows) == ("raw", None)
+    assert parsed.error is not None and f"payload of {len(body)} bytes" in parsed.error
+
+
+def test_a_large_v2_list_of_more_tensors_than_rows_kept_is_not_exploded() -> None:
+    """Cut before parsing as if it held rows, a v2 list would lose tensors: kept raw."""
+    tensors = [tensor(f"t{n}", [1, 8000], "INT64", [7] * 8000) for n in range(100)]
+    body = v2_request(*tensors)
+    assert len(body) > MAX_PARSED_BYTES
+    parsed = parse_request(body, JSON, max_rows=25)
+    assert (parsed.kind, parsed.rows) == ("raw", None)
+    assert parsed.error == "inputs holds more tensors than rows are exploded"
