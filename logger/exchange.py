@@ -82,7 +82,6 @@ class Exchange:
         self._request_capture = bytearray()
         self._request_truncated = False
         self._upstream: UpstreamConnection | None = None
-        self._upstream_reused = False
         self._upstream_keep_alive = False
         self._response_started = False
         self._response_chunked = False
@@ -121,7 +120,7 @@ class Exchange:
         self.logged = self.server.builder.sampled()
 
     def head_size(self) -> int:
-        """The request line and header fields' bytes, as sent without optional whitespace."""
+        """About the bytes of the request line and header fields (without optional spaces)."""
         fields = sum(len(name) + len(value) + 4 for name, value in self.headers)  # ": ", CRLF
         return len(self.url) + len(b"GET  HTTP/1.1\r\n\r\n") + fields
 
@@ -199,10 +198,11 @@ class Exchange:
 
     # --- sending it upstream ---
     def start(self) -> None:
-        self._started = True
-        if self.request_complete:  # read in full while the call before it was answered
-            self._log_request()
-        self.deadline = self.server.loop.time() + self.server.upstream_timeout_s
+        if not self._started:
+            self._started = True
+            if self.request_complete:  # read in full while the call before it was answered
+                self._log_request()
+            self.deadline = self.server.loop.time() + self.server.upstream_timeout_s
         connection = self.server.upstream.take_idle()
         if connection is None:
             self.server.spawn(self._connect())
@@ -221,11 +221,13 @@ class Exchange:
             self._attach(connection, reused=False)
 
     def _attach(self, connection: UpstreamConnection, reused: bool) -> None:
-        if connection.closed:  # closed by the model server as it was opened: nothing sent
-            self._answer_error(502, "model server closed the connection before the request")
+        if connection.closed:  # found closed before a byte was written: the server saw nothing
+            if reused:
+                self.start()  # so it may go on another connection
+            else:
+                self._answer_error(502, "model server closed the connection before the request")
             return
         self._upstream = connection
-        self._upstream_reused = reused
         connection.exchange = self
         connection.new_response()
         parts = [self._request_head(), *(self._frame(c) for c in self._pending_body)]

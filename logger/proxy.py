@@ -143,14 +143,21 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:  # refused at its headers already; kept as a guard
             self._refuse(http1.Refusal(501, "protocol upgrades are not proxied", "upgrade"))
             return
-        if self._head_open and self._head_bytes > self.limits.max_header_bytes:
-            self._refuse(self._head_too_large())
+        if self._head_open:  # a head left open is held until it ends: keep it bounded
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse(self._head_too_large())
+            elif len(self._header_sink) > self.limits.max_headers:
+                self._refuse(self._too_many_headers())
 
     def _head_too_large(self) -> http1.Refusal:
         limit = self.limits.max_header_bytes
         return http1.Refusal(
             431, f"request line and headers above {limit} bytes", "header_too_large"
         )
+
+    def _too_many_headers(self) -> http1.Refusal:
+        limit = self.limits.max_headers
+        return http1.Refusal(431, f"more than {limit} header fields", "too_many_headers")
 
     @staticmethod
     def _refusal_of(error: httptools.HttpParserError) -> http1.Refusal:
@@ -239,8 +246,7 @@ class ClientConnection(asyncio.Protocol):
         if self._head_bytes + self._read_size > max_bytes and exchange.head_size() > max_bytes:
             raise self._head_too_large()
         if len(exchange.headers) > self.limits.max_headers:
-            limit = self.limits.max_headers
-            raise http1.Refusal(431, f"more than {limit} header fields", "too_many_headers")
+            raise self._too_many_headers()
         if self._parser.should_upgrade():  # type: ignore[union-attr]  # parsing: not stopped
             raise http1.Refusal(501, "protocol upgrades are not proxied", "upgrade")
         exchange.headers_complete(self._parser)  # type: ignore[arg-type]

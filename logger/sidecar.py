@@ -30,7 +30,10 @@ def connection_cap(wanted: int) -> int:
     on open files to the hard one first, as servers commonly do."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # e.g. an unlimited hard limit the kernel will not take
+            hard = soft
     available = hard - RESERVED_FILE_DESCRIPTORS
     if hard != resource.RLIM_INFINITY and wanted > available:
         log.warning(
