@@ -4,6 +4,7 @@ socket that records every byte it receives, with a real broker behind the sideca
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -340,3 +341,35 @@ def test_an_upgrade_pipelined_behind_a_call_is_refused_after_that_calls_answer(
         assert client.wait_closed()
     assert [a.status for a in answers] == [200, 501]
     assert [r.path for r in upstream.requests] == ["/v1/models/m:predict"]
+
+
+def test_a_malformed_chunk_cuts_the_call_short_upstream_and_is_logged(
+    recording_upstreams: Upstreams, sidecar: Sidecar, kafka_bootstrap: str
+) -> None:
+    upstream = recording_upstreams(json_answer)
+    logger, topic = sidecar(upstream)
+    with RawClient(logger.port) as client:
+        client.send(request("POST", "/v1/models/m:predict", "Transfer-Encoding: chunked"))
+        client.send(b"2\r\n{}\r\n")
+        assert _wait_for_bytes(upstream, b"2\r\n{}\r\n")  # the call was on its way
+        client.send(b"zz\r\n")
+        answer = client.answer()
+        assert client.wait_closed()
+    assert answer.status == 400
+    assert upstream.requests == []  # the body never ended upstream: the model never ran it
+    assert _wait_until(lambda: upstream.open_connections == 0)
+    events = logged_events(kafka_bootstrap, topic, 2)
+    assert {e.ext("statuscode") for e in events} == {None, "400"}
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _wait_for_bytes(upstream: RecordingUpstream, expected: bytes) -> bool:
+    return _wait_until(lambda: expected in upstream.received())
