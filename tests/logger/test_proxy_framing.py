@@ -357,7 +357,7 @@ def test_a_malformed_chunk_cuts_the_call_short_upstream_and_is_logged(
         assert client.wait_closed()
     assert answer.status == 400
     assert upstream.requests == []  # the body never ended upstream: the model never ran it
-    assert _wait_until(lambda: upstream.open_connections == 0)
+    assert _wait_until(lambda: upstream.pinned_connections == 0)
     events = logged_events(kafka_bootstrap, topic, 2)
     assert {e.ext("statuscode") for e in events} == {None, "400"}
 

@@ -261,25 +261,25 @@ def test_stalled_bodies_are_cut_408_and_free_their_upstream_connections(
 ) -> None:
     upstream = recording_upstreams(json_answer)
     logger, topic = sidecar(upstream, "--body-timeout-s", "0.5")
-    clients = [RawClient(logger.port) for _ in range(50)]
+    clients = [RawClient(logger.port) for _ in range(200)]
     try:
         for client in clients:
             client.send(
                 b"POST /v1/models/m:predict HTTP/1.1\r\nHost: m\r\nContent-Length: 1000\r\n\r\n{"
             )
-        assert _wait_for(lambda: upstream.connection_count == 50)
+        assert _wait_for(lambda: upstream.connection_count == 200)
         started = time.monotonic()
         answers = [client.answer() for client in clients]
         assert time.monotonic() - started < 3.0
         assert {answer.status for answer in answers} == {408}
-        assert _wait_for(lambda: upstream.open_connections == 0)
+        assert _wait_for(lambda: upstream.pinned_connections == 0)
     finally:
         for client in clients:
             client.close()
     assert upstream.requests == []  # no model server ran a request it got only part of
-    events = logged_events(kafka_bootstrap, topic, 100)
+    events = logged_events(kafka_bootstrap, topic, 400)
     assert {e.ext("statuscode") for e in events if e.ext("statuscode")} == {"408"}
-    assert _refused(logger, "body_timeout") == 50
+    assert _refused(logger, "body_timeout") == 200
 
 
 def test_a_slow_but_steady_body_and_a_slow_model_are_not_timed_out(
