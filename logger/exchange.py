@@ -75,13 +75,13 @@ class Exchange:
         self.expects_continue = False
         self.request_complete = False
         self.logged = True
+        self._started = False  # its turn came: it is (being) sent upstream
         self.finished = False
         self._pending_body: list[bytes] = []
         self._pending_bytes = 0
         self._request_capture = bytearray()
         self._request_truncated = False
         self._upstream: UpstreamConnection | None = None
-        self._upstream_reused = False
         self._upstream_keep_alive = False
         self._response_started = False
         self._response_chunked = False
@@ -110,14 +110,32 @@ class Exchange:
                 ce_id = value.decode("latin-1")
             elif lowered == b"content-type" and self.request_content_type is None:
                 self.request_content_type = value.decode("latin-1")
-            elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
-                self.request_chunked = True
+            elif lowered == b"transfer-encoding":
+                self._check_transfer_coding(value)
             elif lowered == b"expect" and value.lower() == b"100-continue":
                 self.expects_continue = True
         if not self.request_id:
             self.request_id = ce_id or new_request_id()
             self.request_id_generated = not ce_id
         self.logged = self.server.builder.sampled()
+
+    def head_size(self) -> int:
+        """About the bytes of the request line and header fields (without optional spaces)."""
+        fields = sum(len(name) + len(value) + 4 for name, value in self.headers)  # ": ", CRLF
+        return len(self.url) + len(b"GET  HTTP/1.1\r\n\r\n") + fields
+
+    def _check_transfer_coding(self, coding: bytes) -> None:
+        # llhttp has refused it beside a Content-Length, twice, or without chunked last.
+        if not self.client_http_11:
+            # RFC 9112 section 6.1: in HTTP/1.0 its framing is faulty, whatever it says.
+            raise http1.Refusal(400, "Transfer-Encoding in an HTTP/1.0 request", "malformed")
+        if not http1.only_chunked(coding):
+            raise http1.Refusal(
+                501, f"transfer coding {coding.decode('latin-1')!r} is not supported",
+                "transfer_coding",
+            )  # fmt: skip
+        self.request_chunked = True
+        self.client.expect_trailers()
 
     def request_body(self, chunk: bytes) -> None:
         self._capture(chunk, response=False)
@@ -135,10 +153,29 @@ class Exchange:
         self.request_complete = True
         if self._upstream is not None and self.request_chunked and not self.finished:
             self._upstream.write(http1.LAST_CHUNK)
-        if self.logged and self.server.builder.logs_requests:
-            self.server.sink.defer(self._request_event, len(self._request_capture))
+        if self._started:  # else it is logged when its turn comes, if it comes
+            self._log_request()
         if self._deferred_error is not None:
             self._answer_error(*self._deferred_error)
+
+    def _log_request(self) -> None:
+        if self.logged and self.server.builder.logs_requests:
+            self.server.sink.defer(self._request_event, len(self._request_capture))
+
+    def request_failed(self, status: int, reason: str) -> None:
+        """The request went bad after it started (a malformed chunk, a body too slow): the
+        model server gets no more of it, and the client an error unless an answer began."""
+        if self.finished:
+            return
+        self._drop_upstream()
+        self._deferred_error = None
+        self.client_keep_alive = False
+        self.request_complete = True
+        self._log_request()
+        if self._response_started:
+            self._finish(self._response_status, close_client=True)
+        else:
+            self._answer_now(status, reason)
 
     def _capture(self, chunk: bytes, response: bool) -> None:
         buffer = self._response_capture if response else self._request_capture
@@ -161,7 +198,11 @@ class Exchange:
 
     # --- sending it upstream ---
     def start(self) -> None:
-        self.deadline = self.server.loop.time() + self.server.upstream_timeout_s
+        if not self._started:
+            self._started = True
+            if self.request_complete:  # read in full while the call before it was answered
+                self._log_request()
+            self.deadline = self.server.loop.time() + self.server.upstream_timeout_s
         connection = self.server.upstream.take_idle()
         if connection is None:
             self.server.spawn(self._connect())
@@ -180,8 +221,13 @@ class Exchange:
             self._attach(connection, reused=False)
 
     def _attach(self, connection: UpstreamConnection, reused: bool) -> None:
+        if connection.closed:  # found closed before a byte was written: the server saw nothing
+            if reused:
+                self.start()  # so it may go on another connection
+            else:
+                self._answer_error(502, "model server closed the connection before the request")
+            return
         self._upstream = connection
-        self._upstream_reused = reused
         connection.exchange = self
         connection.new_response()
         parts = [self._request_head(), *(self._frame(c) for c in self._pending_body)]
@@ -205,23 +251,16 @@ class Exchange:
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
     def upstream_failed(self, reason: str) -> None:
+        # Never sent again: once a byte of the request is written, the model server may have
+        # run it, and running a POST twice is worse than a 502. (A pooled connection already
+        # known to be closed is never taken, so nothing is lost that was not sent.)
         if self.finished:
             return
         if self._response_started:
             # Part of the answer is already with the client: all we can do is cut it short.
             self._finish(self._response_status, close_client=True)
-        elif self._can_retry():
-            # A kept-alive connection the model server closed while idle: the request never
-            # reached it and we hold the whole body, so it is sent once more on a new one.
-            self._upstream = None
-            self._upstream_reused = False
-            self._pending_body = [bytes(self._request_capture)] if self._request_capture else []
-            self.server.spawn(self._connect())
         else:
             self._answer_error(502, reason)
-
-    def _can_retry(self) -> bool:
-        return self._upstream_reused and self.request_complete and not self._request_truncated
 
     def timed_out(self) -> None:
         """Past the deadline: called by the proxy's periodic sweep."""
@@ -238,25 +277,38 @@ class Exchange:
 
     # --- the response, as the model server sends it ---
     def response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep: bool) -> None:
-        self._response_started = True
-        self._response_status = status
-        self._upstream_keep_alive = keep
-        forwarded = http1.end_to_end(headers)
+        lowered_names = [name.lower() for name, _ in headers]
+        dropped = http1.HOP_BY_HOP
+        if b"connection" in lowered_names:
+            dropped = dropped | http1.connection_tokens(headers)
         lines = [http1.status_line(status)]
-        has_length = has_request_id = False
-        for name, value in forwarded:
-            lowered = name.lower()
+        length = coding = None
+        has_request_id = False
+        for (name, value), lowered in zip(headers, lowered_names, strict=True):
+            if lowered in dropped:
+                if lowered == b"transfer-encoding":
+                    coding = value if coding is None else coding + b", " + value
+                continue
             if lowered == b"content-length":
-                has_length = True
+                length = value
             elif lowered == b"content-type":
                 self._response_content_type = value.decode("latin-1")
             elif lowered == b"x-request-id":
                 has_request_id = True
             lines.append(name + b": " + value)
+        no_body = self.method == "HEAD" or status == 204 or status == 304
+        if coding is not None or no_body:
+            unframeable = http1.unframeable_response(status, length, coding)
+            if unframeable is not None and self._upstream is not None:
+                self._upstream.discard(unframeable)
+            # A body sent anyway after a bodiless answer must not meet the next call.
+            keep = False
+        self._response_started = True
+        self._response_status = status
+        self._upstream_keep_alive = keep
         if not has_request_id:
             lines.append(b"X-Request-Id: " + self.request_id.encode())
-        no_body = self.method == "HEAD" or status in (204, 304)
-        if not has_length and not no_body:
+        if length is None and not no_body:
             if self.client_http_11:
                 self._response_chunked = True
                 lines.append(b"Transfer-Encoding: chunked")
@@ -269,7 +321,6 @@ class Exchange:
         self.client.write(b"\r\n".join(lines) + b"\r\n\r\n")
         if self.method == "HEAD":
             # llhttp would wait for the body a HEAD answer never has; this connection is done.
-            self._upstream_keep_alive = False
             self.response_complete()
 
     def response_body(self, chunk: bytes) -> None:
@@ -307,6 +358,9 @@ class Exchange:
             return
         self.server.metrics.upstream_errors.inc()
         log.warning("%s %s -> %d: %s", self.method, self.url.decode("latin-1"), status, reason)
+        self._answer_now(status, reason)
+
+    def _answer_now(self, status: int, reason: str) -> None:
         answer = http1.error_response(status, reason, self.request_id, self.client_keep_alive)
         self._response_content_type = "application/json"
         self._response_capture = bytearray(answer.split(b"\r\n\r\n", 1)[1])

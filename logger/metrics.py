@@ -8,7 +8,7 @@ library's metrics take a lock per update, a few microseconds a call on the proxy
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -146,6 +146,13 @@ class SinkMetrics:
         )
 
 
+# Why the proxy answered a request itself, or closed a connection, instead of proxying.
+REFUSAL_CAUSES = (
+    "malformed", "transfer_coding", "upgrade", "header_too_large", "too_many_headers",
+    "pipeline", "connection_limit", "header_timeout", "body_timeout", "idle_timeout",
+)  # fmt: skip
+
+
 class ProxyMetrics:
     """The proxied calls themselves."""
 
@@ -177,6 +184,22 @@ class ProxyMetrics:
         self.truncated = Counter(
             "infermon_payloads_truncated", "payloads cut to --max-payload-bytes", registry=registry
         )
+        self.refused = Counter(
+            "infermon_proxy_refused",
+            "requests answered by the proxy itself or connections closed at an edge limit, "
+            "by cause",
+            ["reason"],
+            registry=registry,
+        )
+        for cause in REFUSAL_CAUSES:
+            self.refused.labels(cause)  # each shows from 0
+        self.connections = Gauge(
+            "infermon_proxy_client_connections", "client connections open", registry=registry
+        )
+
+    def watch_connections(self, connections: Sized) -> None:
+        """The open-connections gauge reads `connections` at each scrape."""
+        self.connections.set_function(lambda: len(connections))
 
 
 class IngestMetrics:

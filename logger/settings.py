@@ -15,6 +15,16 @@ DEFAULT_MAX_PAYLOAD_BYTES = 900_000
 # 1,000,000 bytes unless --kafka-config sets it, within 1,000..1,000,000,000.
 DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
 MESSAGE_MAX_BYTES_RANGE = (1_000, 1_000_000_000)
+# The sidecar's edge limits, in line with what nginx and Envoy set by default: Envoy allows
+# 60 KiB of request headers and 100 header fields (431 above); nginx waits 60 s for a request
+# head, 60 s between two reads of a body and 75 s on an idle kept-alive connection.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_MAX_PIPELINED_REQUESTS = 16
+DEFAULT_HEADER_TIMEOUT_S = 60.0
+DEFAULT_BODY_TIMEOUT_S = 60.0
+DEFAULT_IDLE_TIMEOUT_S = 75.0
+DEFAULT_MAX_CONNECTIONS = 4096
 
 
 class SinkSettings(KafkaSettings):
@@ -104,6 +114,31 @@ class LoggerSettings(SinkSettings):
     )
     upstream_timeout_s: float = Field(
         600.0, gt=0, description="time allowed for the model server's response"
+    )
+    # Edge limits: what one client may hold of the proxy.
+    max_header_bytes: int = Field(
+        DEFAULT_MAX_HEADER_BYTES, gt=0, description="request line and headers above this: 431"
+    )
+    max_headers: int = Field(
+        DEFAULT_MAX_HEADERS, gt=0, description="more request header fields than this: 431"
+    )
+    max_pipelined_requests: int = Field(
+        DEFAULT_MAX_PIPELINED_REQUESTS,
+        ge=0,
+        description="requests read ahead of the one being answered on a connection; "
+        "one more: 503 and close",
+    )
+    header_timeout_s: float = Field(
+        DEFAULT_HEADER_TIMEOUT_S, gt=0, description="time allowed for a request's head: 408"
+    )
+    body_timeout_s: float = Field(
+        DEFAULT_BODY_TIMEOUT_S, gt=0, description="longest wait between reads of a body: 408"
+    )
+    idle_timeout_s: float = Field(
+        DEFAULT_IDLE_TIMEOUT_S, gt=0, description="an idle kept-alive connection is closed then"
+    )
+    max_connections: int = Field(
+        DEFAULT_MAX_CONNECTIONS, gt=0, description="client connections at once; above: 503"
     )
 
     _split = field_validator("metadata_headers", "redact", mode="before")(split_comma_list)

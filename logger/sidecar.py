@@ -4,23 +4,50 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 import uvloop
 
 from infermon.settings import load_settings
 from logger.capture import EventBuilder, EventOptions
 from logger.metrics import ProxyMetrics
-from logger.proxy import ProxyServer, Upstream
+from logger.proxy import EdgeLimits, ProxyServer, Upstream
 from logger.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
 from logger.settings import LoggerSettings
 
 log = logging.getLogger(__name__)
 
+# File descriptors kept for everything but client connections: upstream connections, Kafka,
+# the spool, the admin port (which must answer while the connection cap is reached).
+RESERVED_FILE_DESCRIPTORS = 512
+
+
+def connection_cap(wanted: int) -> int:
+    """`wanted`, or fewer if the process may not open that many files; raises the soft limit
+    on open files to the hard one first, as servers commonly do."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # e.g. an unlimited hard limit the kernel will not take
+            hard = soft
+    available = hard - RESERVED_FILE_DESCRIPTORS
+    if hard != resource.RLIM_INFINITY and wanted > available:
+        log.warning(
+            "--max-connections %d lowered to %d: the process may open %d files",
+            wanted, max(1, available), hard,
+        )  # fmt: skip
+        return max(1, available)
+    return wanted
+
 
 async def serve(settings: LoggerSettings, upstream: Upstream, builder: EventBuilder) -> None:
     runtime = SinkRuntime(settings)
+    limits = EdgeLimits.of(settings)
+    limits = replace(limits, max_connections=connection_cap(limits.max_connections))
     proxy = ProxyServer(
         upstream=upstream,
         builder=builder,
@@ -28,7 +55,9 @@ async def serve(settings: LoggerSettings, upstream: Upstream, builder: EventBuil
         metrics=ProxyMetrics(runtime.registry),
         max_payload_bytes=settings.max_payload_bytes,
         upstream_timeout_s=settings.upstream_timeout_s,
+        limits=limits,
     )
+    proxy.metrics.watch_connections(proxy.connections)
     await runtime.start()
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(

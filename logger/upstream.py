@@ -90,15 +90,22 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.exchange is None:
+            # Nobody asked: a body sent after a bodiless answer, or junk. Parsed, it would
+            # become the answer to the next call on this connection.
+            self.close()
+            return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as error:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
             exchange = self.exchange
             self.close()
             if exchange is not None:
+                self.exchange = None
                 exchange.upstream_failed(f"invalid response from the model server: {error}")
 
     def eof_received(self) -> bool | None:
+        self.closed = True  # not to be taken from the pool while the close is under way
         # A close-delimited body ends here.
         with contextlib.suppress(httptools.HttpParserError):
             self._parser.feed_data(b"")
@@ -120,15 +127,31 @@ class UpstreamConnection(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.client.resume_reading()
 
+    def discard(self, reason: str) -> None:
+        """The answer cannot be forwarded: this call gets a 502, the connection is not reused."""
+        exchange = self.exchange
+        self.exchange = None
+        self.close()
+        if exchange is not None:
+            exchange.upstream_failed(reason)
+        raise _StopParsing(reason)
+
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.exchange is None:
+            self.discard("the model server sent an answer nobody asked for")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
         if status < 200:
-            self._headers = []  # informational: not forwarded, the final answer follows
-            return
+            if status == 100:
+                self._headers = []  # informational: not forwarded, the final answer follows
+                return
+            # 101 turns the connection into something else; other 1xx are not proxied either.
+            self.discard(f"the model server answered {status}, which is not proxied")
         if self.exchange is not None:
             self.exchange.response_head(status, self._headers, self._parser.should_keep_alive())
 
@@ -139,3 +162,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._parser.get_status_code() >= 200 and self.exchange is not None:
             self.exchange.response_complete()
+
+
+class _StopParsing(Exception):
+    """Raised in a parser callback to stop parsing what follows on a discarded connection."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import socket
 import subprocess
 import threading
@@ -19,6 +20,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 
 from infermon import events
+from logger.sidecar import RESERVED_FILE_DESCRIPTORS, connection_cap
 from tests.fixtures.broker import read_all
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.infermon_process import InfermonProcess
@@ -416,3 +418,10 @@ def test_a_model_server_that_stops_reading_stops_the_upload_not_memory(
         upstream.close()
     assert sent < body_bytes / 4, f"the logger read {sent} bytes it could not forward"
     assert grown < 64 * 1024 * 1024, f"the logger grew by {grown} bytes"
+
+
+def test_the_connection_cap_leaves_file_descriptors_for_everything_else() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert connection_cap(100) == 100
+    assert connection_cap(hard) == hard - RESERVED_FILE_DESCRIPTORS
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard  # the soft limit was raised
