@@ -11,6 +11,11 @@ from infermon.settings import CommaList, KafkaSettings, split_comma_list
 
 # librdkafka's own default message.max.bytes is 1,000,000; leave room for headers.
 DEFAULT_MAX_PAYLOAD_BYTES = 900_000
+# A pooled model-server connection idle longer than this is not reused. A request written on a
+# connection the server is closing at that moment cannot be sent again (the server may have run
+# it), so connections retire before servers commonly close them: uvicorn, which KServe's Python
+# server runs on, closes a kept-alive connection after 5 s idle.
+DEFAULT_IDLE_REUSE_S = 4.0
 # librdkafka's producer refuses a record (key, value and headers) above `message.max.bytes`:
 # 1,000,000 bytes unless --kafka-config sets it, within 1,000..1,000,000,000.
 DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
@@ -114,6 +119,12 @@ class LoggerSettings(SinkSettings):
     )
     upstream_timeout_s: float = Field(
         600.0, gt=0, description="time allowed for the model server's response"
+    )
+    upstream_idle_reuse_s: float = Field(
+        DEFAULT_IDLE_REUSE_S,
+        gt=0,
+        description="a kept-alive model-server connection idle longer is not reused (keep "
+        "it below the server's own keep-alive timeout: a request is never sent twice)",
     )
     # Edge limits: what one client may hold of the proxy.
     max_header_bytes: int = Field(

@@ -86,7 +86,7 @@ async def serve(settings: LoggerSettings, upstream: Upstream, builder: EventBuil
 def main(argv: Sequence[str]) -> int:
     settings = load_settings(LoggerSettings, argv, "infermon logger")
     try:
-        upstream = Upstream(settings.model_url)
+        upstream = Upstream(settings.model_url, settings.upstream_idle_reuse_s)
         builder = EventBuilder(EventOptions.of_logger(settings))
     except ValueError as error:  # a bad --model-url or --redact, said plainly
         print(f"infermon logger: {error}", file=sys.stderr)

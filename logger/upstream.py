@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from logger.settings import DEFAULT_IDLE_REUSE_S
 
 if TYPE_CHECKING:
     from logger.exchange import Exchange
@@ -18,21 +21,28 @@ MAX_IDLE_CONNECTIONS = 256
 class Upstream:
     """The model server's address, and a pool of idle keep-alive connections to it."""
 
-    def __init__(self, model_url: str) -> None:
+    def __init__(self, model_url: str, idle_reuse_s: float = DEFAULT_IDLE_REUSE_S) -> None:
         parts = urlsplit(model_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"--model-url must be http://host[:port][/prefix], got {model_url!r}")
         self.host = parts.hostname
         self.port = parts.port or 80
         self.path_prefix = parts.path.rstrip("/").encode()
+        self.idle_reuse_s = idle_reuse_s
         self._idle: list[UpstreamConnection] = []
 
     def take_idle(self) -> UpstreamConnection | None:
-        """A kept-alive connection (which the server may since have closed), or None."""
+        """A kept-alive connection idle for at most `idle_reuse_s`, or None."""
+        now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
-            if not connection.closed:
+            if connection.closed:
+                continue
+            if now - connection.idle_since <= self.idle_reuse_s:
                 return connection
+            # The pool is a stack: the ones beneath were released earlier still.
+            self._idle.append(connection)
+            self.close()
         return None
 
     async def connect(self) -> UpstreamConnection:
@@ -48,6 +58,7 @@ class Upstream:
             # The last chunk of a response can fill the client's buffer and pause this
             # connection's reading after the call is over; an idle connection must read again.
             connection.set_reading(paused=False)
+            connection.idle_since = time.monotonic()
             self._idle.append(connection)
 
     def close(self) -> None:
@@ -63,6 +74,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.closed = False
+        self.idle_since = 0.0  # when it last went back to the pool
         self.writing_paused = False  # the transport's buffer is above its high-water mark
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []

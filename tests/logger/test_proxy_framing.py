@@ -373,3 +373,20 @@ def _wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 
 def _wait_for_bytes(upstream: RecordingUpstream, expected: bytes) -> bool:
     return _wait_until(lambda: expected in upstream.received())
+
+
+def test_a_pooled_connection_idle_past_its_reuse_time_is_not_reused(
+    recording_upstreams: Upstreams, sidecar: Sidecar
+) -> None:
+    # A server closing an idle connection just as a request is written on it would leave that
+    # request unanswered, and it cannot be sent again: so old connections are retired first.
+    upstream = recording_upstreams()
+    logger, _ = sidecar(upstream, "--upstream-idle-reuse-s", "0.3")
+    with RawClient(logger.port) as client:
+        for _ in range(2):
+            client.send(request("GET", "/v1/models/m"))
+            assert client.answer().status == 200
+        time.sleep(0.6)  # the idle time itself is what is under test
+        client.send(request("GET", "/v1/models/m"))
+        assert client.answer().status == 200
+    assert [r.connection for r in upstream.requests] == [0, 0, 1]
