@@ -46,8 +46,13 @@ def rss_bytes(pid: int) -> int:
 
 
 def start_logger(
-    model_url: str, bootstrap: str, *extra: str, spool: Path | None = None
+    model_url: str,
+    bootstrap: str,
+    *extra: str,
+    spool: Path | None = None,
+    tree: Path = REPO_ROOT,
 ) -> tuple[ServerProcess, str]:
+    """`infermon logger` from the source tree `tree` (this checkout unless told otherwise)."""
     port, admin_port = free_port(), free_port()
     spool = spool or Path(tempfile.mkdtemp(prefix="infermon-bench-spool-"))
     argv = [
@@ -56,8 +61,8 @@ def start_logger(
         "--admin-port", str(admin_port), "--spool-dir", str(spool), "--topic", "bench.payloads",
         *extra,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = ServerProcess("bench-logger", argv, cwd=REPO_ROOT, env=env)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    process = ServerProcess("bench-logger", argv, cwd=tree, env=env)
     process.wait_until(lambda: http_ok(f"http://127.0.0.1:{admin_port}/readyz"), 20, "readiness")
     return process, f"http://127.0.0.1:{port}"
 
