@@ -30,6 +30,7 @@ from pathlib import Path
 from common import REPO_ROOT, V1_BODY, cpu_seconds, wrk_saturation
 from confluent_kafka import Producer
 
+from infermon.defaults import dead_letter_topic
 from tests.fixtures.broker import TansuBroker, create_topic, read_topic
 from tests.fixtures.kserve_server import KServeModelServer
 from tests.fixtures.processes import ServerProcess, free_port, http_ok
@@ -87,7 +88,7 @@ def run_trigger(
 ) -> TriggerRun:
     stem = f"bench-{uuid.uuid4().hex[:8]}"
     topics = {"input": f"{stem}.in", "output": f"{stem}.out", "log": f"{stem}.payloads"}
-    for name in (*topics.values(), f"{topics['input']}.dlq"):
+    for name in (*topics.values(), dead_letter_topic(topics["input"])):
         create_topic(broker.bootstrap, name, partitions=args.partitions)
     queue_requests(broker.bootstrap, topics["input"], args.records)
     admin_port = free_port()

@@ -1,11 +1,13 @@
 """The event contract: every component builds, writes and reads payload events through here.
 
-Events are CloudEvents 1.0 in KServe's payload-logger layout
-(`../shared/reference/kserve-logger.md` section 2) plus our own extensions.
+Events are CloudEvents 1.0 in the layout of KServe's payload logger (its agent's
+`pkg/logger/worker.go`: one id shared by a call's request and response event, the extensions
+`inferenceservicename`, `namespace`, `component`, `endpoint`, `metadata`, `annotations`,
+`recordedtime`) plus our own extensions.
 On Kafka they travel in binary content mode; reading also accepts structured mode.
 The cloudevents 2.x SDK holds and validates the event; we handle the bytes ourselves
-because the SDK's Kafka binding invents ids, re-keys messages and reprs lists
-(`cloudevents-kafka.md`, "Pitfalls in 2.x").
+because the SDK's Kafka binding (2.0) invents an id and a time for a record that has none,
+turns any record key into `partitionkey`, and writes a list as its Python repr.
 """
 
 from __future__ import annotations

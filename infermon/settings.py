@@ -1,4 +1,5 @@
-"""Configuration shared by every component: the `INFERMON_` prefix and the Kafka client.
+"""Configuration shared by every component: the `INFERMON_` prefix, the data directory and
+the Kafka client.
 
 Each component has one settings class that derives from these; flags and environment
 variables are twins (`--kafka-bootstrap` / `INFERMON_KAFKA_BOOTSTRAP`).
@@ -12,6 +13,8 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource, NoDecode, SettingsConfigDict
+
+from infermon import defaults
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -32,10 +35,16 @@ class InfermonSettings(BaseSettings):
         extra="ignore",
     )
 
+    data_dir: str = Field(
+        defaults.DATA_DIR,
+        description="folder for what stays on disk: each component's spool in spool/<command>, "
+        "the default SQLite store infermon.db",
+    )
+
 
 class KafkaSettings(InfermonSettings):
     kafka_bootstrap: str = Field(
-        "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]"
+        defaults.KAFKA_BOOTSTRAP, description="Kafka bootstrap servers, host:port[,host:port]"
     )
     kafka_config: dict[str, str] = Field(
         default_factory=dict,

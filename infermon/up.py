@@ -18,36 +18,44 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaException
 from pydantic import Field
 
+from infermon import defaults
 from infermon.settings import InfermonSettings, load_settings
 from infermon.topics import create_topic
 
 BROKER_START_TIMEOUT_S = 20.0
 # Room for a second monitor in the group; one logger call's two events share a partition.
 EMBEDDED_TOPIC_PARTITIONS = 4
-# On the embedded broker a consumer group's join waits out the session timeout (~23 s with
-# librdkafka's defaults, test-broker.md); a short one lets the monitor start storing at once.
+# On the embedded broker (tansu) a new consumer group's first record comes ~23 s after
+# joining with librdkafka's defaults, ~3 s with a 6 s session timeout: the monitor starts
+# storing at once.
 EMBEDDED_MONITOR_FLAGS = ("--session-timeout-ms", "6000")
 CHILD_STOP_TIMEOUT_S = 30.0
 BROKER_STOP_TIMEOUT_S = 3.0
 
 
 class UpSettings(InfermonSettings):
-    model_url: str = Field("http://127.0.0.1:8080", description="the model server to log")
+    model_url: str = Field(defaults.MODEL_URL, description="the model server to log")
     kafka_bootstrap: str = Field(
         "", description="an existing Kafka; empty: start the embedded broker on --broker-port"
     )
-    broker_port: int = Field(9092, description="port of the embedded broker")
-    topic: str = Field("infermon.payloads", description="Kafka topic for payload events")
-    logger_port: int = Field(9081, description="the logger sidecar's port")
-    ingest_port: int = Field(8082, description="the CloudEvents ingest port")
-    logger_admin_port: int = Field(9091, description="the logger's metrics and health port")
-    ingest_admin_port: int = Field(9093, description="the ingest's metrics and health port")
-    database_url: str = Field(
-        "sqlite:///infermon.db",
-        description="where the monitor stores events (postgresql+psycopg://... for PostgreSQL)",
+    broker_port: int = Field(defaults.KAFKA_PORT, description="port of the embedded broker")
+    topic: str = Field(defaults.PAYLOADS_TOPIC, description="Kafka topic for payload events")
+    logger_port: int = Field(defaults.LOGGER_PORT, description="the logger sidecar's port")
+    ingest_port: int = Field(defaults.INGEST_PORT, description="the CloudEvents ingest port")
+    logger_admin_port: int = Field(
+        defaults.LOGGER_ADMIN_PORT, description="the logger's metrics and health port"
     )
-    monitor_admin_port: int = Field(9094, description="the monitor's metrics and health port")
-    spool_dir: str = Field("infermon-spool", description="parent folder of the disk spools")
+    ingest_admin_port: int = Field(
+        defaults.INGEST_ADMIN_PORT, description="the ingest's metrics and health port"
+    )
+    database_url: str = Field(
+        "",
+        description="where the monitor stores events (postgresql+psycopg://... for PostgreSQL); "
+        "default sqlite:///<data-dir>/infermon.db",
+    )
+    monitor_admin_port: int = Field(
+        defaults.MONITOR_ADMIN_PORT, description="the monitor's metrics and health port"
+    )
 
 
 def _port_open(port: int) -> bool:
@@ -84,12 +92,13 @@ def start_embedded_broker(port: int) -> subprocess.Popen[bytes]:
 def _component(command: str, settings: UpSettings, bootstrap: str, *args: str) -> list[str]:
     return [
         sys.executable, "-m", "infermon.cli", command, "--kafka-bootstrap", bootstrap,
-        "--topic", settings.topic, *args,
+        "--topic", settings.topic, "--data-dir", settings.data_dir, *args,
     ]  # fmt: skip
 
 
 def main(argv: Sequence[str]) -> int:
     settings = load_settings(UpSettings, argv, "infermon up")
+    database_url = settings.database_url or defaults.sqlite_url(settings.data_dir)
     children: list[subprocess.Popen[bytes]] = []
     broker = None
     bootstrap = settings.kafka_bootstrap
@@ -107,22 +116,21 @@ def main(argv: Sequence[str]) -> int:
         monitor_flags = EMBEDDED_MONITOR_FLAGS
     # Started first so that it stops last, after the logger and ingest have flushed.
     children.append(subprocess.Popen(_component(
-        "monitor", settings, bootstrap, "--database-url", settings.database_url,
+        "monitor", settings, bootstrap, "--database-url", database_url,
         "--admin-port", str(settings.monitor_admin_port), *monitor_flags,
     )))  # fmt: skip
     children.append(subprocess.Popen(_component(
-        "logger", settings, bootstrap, "--spool-dir", f"{settings.spool_dir}/logger",
-        "--model-url", settings.model_url, "--port", str(settings.logger_port),
-        "--admin-port", str(settings.logger_admin_port),
+        "logger", settings, bootstrap, "--model-url", settings.model_url,
+        "--port", str(settings.logger_port), "--admin-port", str(settings.logger_admin_port),
     )))  # fmt: skip
     children.append(subprocess.Popen(_component(
-        "ingest", settings, bootstrap, "--spool-dir", f"{settings.spool_dir}/ingest",
+        "ingest", settings, bootstrap,
         "--port", str(settings.ingest_port), "--admin-port", str(settings.ingest_admin_port),
     )))  # fmt: skip
     print(
         f"infermon up: logger on :{settings.logger_port} -> {settings.model_url}, "
         f"ingest on :{settings.ingest_port}, events to {settings.topic} on {bootstrap}, "
-        f"stored by the monitor in {settings.database_url} (`infermon stats`). "
+        f"stored by the monitor in {database_url} (`infermon stats`). "
         "Ctrl-C stops everything."
     )
     stopping = False

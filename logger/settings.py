@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from infermon import defaults
 from infermon.settings import CommaList, KafkaSettings, split_comma_list
 
 # librdkafka's own default message.max.bytes is 1,000,000; leave room for headers.
@@ -35,7 +36,10 @@ DEFAULT_MAX_CONNECTIONS = 4096
 class SinkSettings(KafkaSettings):
     """How events reach Kafka: the in-memory byte budget, the disk spool, the admin port."""
 
-    topic: str = Field("infermon.payloads", description="Kafka topic for payload events")
+    # The command's name: its spool is <data-dir>/spool/<this>, so no two components share one.
+    COMMAND: ClassVar[str]
+
+    topic: str = Field(defaults.PAYLOADS_TOPIC, description="Kafka topic for payload events")
     buffer_max_bytes: int = Field(
         64 * 1024 * 1024,
         gt=0,
@@ -44,9 +48,10 @@ class SinkSettings(KafkaSettings):
     delivery_timeout_ms: int = Field(
         30_000, gt=0, description="unacknowledged by Kafka after this, an event goes to the spool"
     )
-    spool_dir: str = Field(
-        "infermon-spool",
-        description="append-only disk spool for events Kafka cannot take now; empty disables it",
+    spool_dir: str | None = Field(
+        None,
+        description="append-only disk spool for events Kafka cannot take now; "
+        "default <data-dir>/spool/<command>; empty disables it",
     )
     spool_max_bytes: int = Field(
         1024 * 1024 * 1024, gt=0, description="when the spool holds this much, events are dropped"
@@ -62,7 +67,9 @@ class SinkSettings(KafkaSettings):
         description="bytes of events Kafka refused for good kept in the spool directory's "
         "quarantine file; beyond it such events are dropped",
     )
-    admin_port: int = Field(9091, description="port for /metrics, /healthz and /readyz")
+    admin_port: int = Field(
+        defaults.LOGGER_ADMIN_PORT, description="port for /metrics, /healthz and /readyz"
+    )
     admin_host: str = Field("0.0.0.0", description="address the admin port binds to")
     shutdown_timeout_s: float = Field(
         10.0, gt=0, description="on SIGTERM, time allowed to flush events to Kafka or the spool"
@@ -79,6 +86,8 @@ class SinkSettings(KafkaSettings):
 
     @property
     def spool_path(self) -> Path | None:
+        if self.spool_dir is None:
+            return defaults.spool_dir(self.data_dir, self.COMMAND)
         return Path(self.spool_dir) if self.spool_dir else None
 
     @property
@@ -91,9 +100,11 @@ class SinkSettings(KafkaSettings):
 class LoggerSettings(SinkSettings):
     """`infermon logger`: the sidecar reverse proxy."""
 
-    model_url: str = Field("http://127.0.0.1:8080", description="the model server to proxy to")
+    COMMAND = "logger"
+
+    model_url: str = Field(defaults.MODEL_URL, description="the model server to proxy to")
     host: str = Field("0.0.0.0", description="address the proxy binds to")
-    port: int = Field(9081, description="port the proxy listens on")
+    port: int = Field(defaults.LOGGER_PORT, description="port the proxy listens on")
     mode: Literal["all", "request", "response"] = Field(
         "all", description="which events to log (KServe's logger.mode)"
     )
@@ -162,8 +173,13 @@ class LoggerSettings(SinkSettings):
 class IngestSettings(SinkSettings):
     """`infermon ingest`: the HTTP CloudEvents receiver."""
 
+    COMMAND = "ingest"
+
     host: str = Field("0.0.0.0", description="address the receiver binds to")
-    port: int = Field(8082, description="port the receiver listens on")
+    port: int = Field(defaults.INGEST_PORT, description="port the receiver listens on")
+    admin_port: int = Field(
+        defaults.INGEST_ADMIN_PORT, description="port for /metrics, /healthz and /readyz"
+    )
     max_body_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="requests above this are refused with 413"
     )

@@ -1,7 +1,8 @@
 """Kafka record -> StoredEvent, or DeadLetter when it is not a valid CloudEvent.
 
 Understands our logger's events, KServe's agent (directly, via our ingest endpoint or a
-Knative KafkaSink), and Seldon's request logger types; `cloudevents-kafka.md` section 4.
+Knative KafkaSink), and Seldon Core v1's request logger types
+(`io.seldon.serving.inference.request|response`, a new id per event, paired on `requestid`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Inference payload bytes -> one dict per batch row (pure: no SQL, no Kafka, no HTTP).
 
-Shapes are those of `kserve-logger.md` section 8: KServe v1, v2 / Open Inference Protocol, and
-pandas split/records frames as MLflow sends them. Unlike Seldon's logger (`cloudevents-kafka.md`
-section 4), every v2 tensor is exploded, not only the first, and a batch-size mismatch is
-reported instead of guessed. Bad input never raises: it comes back as kind "raw" with the reason.
+Shapes are those KServe's model server takes and gives: v1 (`{"instances": [...]}` and
+`{"predictions": [...]}`), v2 / Open Inference Protocol (`inputs` and `outputs`, each with
+name, shape, datatype and data), and pandas split/records frames as MLflow sends them. Unlike
+Seldon Core v1's request logger, which reads only `inputs[0]` and `outputs[0]`, every v2
+tensor is exploded, and a batch-size mismatch is reported instead of guessed. Bad input never
+raises: it comes back as kind "raw" with the reason.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _BINARY_MEDIA = frozenset({"application/octet-stream"})
 _BINARY_MEDIA_PREFIXES = ("image/", "audio/", "video/")
 _BINARY_MEDIA_MARKERS = ("protobuf", "grpc", "binary")  # vnd.sagemaker-triton.binary+json too
 # The v2 binary tensor extension: a JSON header whose tensors name the size of the binary
-# part that follows it (Triton `protocol/extension_binary_data.md`).
+# part that follows it (Triton's binary tensor data extension).
 _BINARY_TENSOR_KEY = "binary_data_size"
 # numpy 2 arrays have at most 64 dimensions; more is surely not a tensor. Sizes are int64 in
 # the v2 protobuf, which also keeps prod(shape) printable (Python's 4300-digit str limit).

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
 
+from pydantic import Field, model_validator
+
+from infermon import defaults
 from infermon.settings import InfermonSettings, KafkaSettings
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
 
@@ -12,14 +15,21 @@ class DatabaseSettings(InfermonSettings):
     """The store's address, shared by `infermon monitor`, `infermon db` and `infermon stats`."""
 
     database_url: str = Field(
-        "sqlite:///infermon.db",
-        description="SQLAlchemy URL (postgresql+psycopg://... for PostgreSQL)",
+        "",
+        description="SQLAlchemy URL (postgresql+psycopg://... for PostgreSQL); "
+        "default sqlite:///<data-dir>/infermon.db",
     )
+
+    @model_validator(mode="after")
+    def _default_database_in_data_dir(self) -> Self:
+        if not self.database_url:
+            self.database_url = defaults.sqlite_url(self.data_dir)
+        return self
 
 
 class MonitorSettings(KafkaSettings, DatabaseSettings):
-    topic: str = Field("infermon.payloads", description="topic of payload events to consume")
-    group: str = Field("infermon-monitor", description="Kafka consumer group")
+    topic: str = Field(defaults.PAYLOADS_TOPIC, description="topic of payload events to consume")
+    group: str = Field(defaults.MONITOR_GROUP, description="Kafka consumer group")
     dlq_topic: str = Field("", description="dead-letter topic; default <topic>.dlq")
     batch_max_events: int = Field(5000, gt=0, description="events written per transaction, at most")
     batch_max_wait_ms: int = Field(200, gt=0, description="longest wait to fill a batch")
@@ -57,8 +67,10 @@ class MonitorSettings(KafkaSettings, DatabaseSettings):
     retention_days: float = Field(0.0, ge=0, description="delete data older than this; 0: keep")
     session_timeout_ms: int = Field(45_000, gt=0, description="consumer group session timeout")
     admin_host: str = Field("0.0.0.0", description="address of the metrics and health port")
-    admin_port: int = Field(9094, description="port for /metrics, /healthz and /readyz; 0: none")
+    admin_port: int = Field(
+        defaults.MONITOR_ADMIN_PORT, description="port for /metrics, /healthz and /readyz; 0: none"
+    )
 
     @property
     def dead_letter_topic(self) -> str:
-        return self.dlq_topic or f"{self.topic}.dlq"
+        return self.dlq_topic or defaults.dead_letter_topic(self.topic)

@@ -1,6 +1,6 @@
 """What the trigger reads: each input record becomes one inference request, or is refused.
 
-Three shapes are accepted (`kserve-logger.md` section 9, `cloudevents-kafka.md` section 3):
+Three shapes are accepted, those KServe's Kafka sample and Knative's KafkaSource send:
 
 - a CloudEvent, binary or structured (the mode follows `content-type`), whose data is a
   v1 or v2 request body; the model and protocol come from its `modelname` and `protocol`
@@ -50,7 +50,7 @@ class InferenceRequest:
 
 
 def inference_path(protocol: Protocol, model_name: str) -> str:
-    """The KServe path to POST to (`kserve-logger.md` section 8)."""
+    """The KServe path to POST to: `/v1/models/NAME:predict` or `/v2/models/NAME/infer`."""
     name = quote(model_name, safe="")
     if protocol == "v1":
         return f"/v1/models/{name}:predict"

@@ -40,7 +40,8 @@ def producer_config(settings: TriggerSettings, on_error: ErrorCallback) -> dict[
         **{
             "enable.idempotence": True,
             "linger.ms": ANSWER_LINGER_MS,
-            # Key affinity shared with JVM producers (cloudevents-kafka.md section 3).
+            # A key lands on the partition a JVM producer would choose: librdkafka's default
+            # is consistent_random, Java's default partitioner behaves like murmur2_random.
             "partitioner": "murmur2_random",
             "error_cb": on_error,
         }

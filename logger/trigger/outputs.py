@@ -20,7 +20,8 @@ ANSWER_ATTRIBUTES: Final = (
     events.EXT_REQUEST_ID, events.EXT_MODEL_NAME, events.EXT_PROTOCOL, events.EXT_PATH,
     events.EXT_STATUS_CODE, events.EXT_LATENCY_MS, EXT_ATTEMPTS,
 )  # fmt: skip
-# Kafka Connect's dead-letter context headers (`cloudevents-kafka.md` section 6).
+# Kafka Connect's dead-letter context headers (errors.deadletterqueue.context.headers.enable):
+# __connect.errors.topic, .partition, .offset, .stage, .exception.message and so on.
 DLQ_HEADER_PREFIX: Final = "__connect.errors."
 JSON_CONTENT_TYPE: Final = "application/json"
 

@@ -7,12 +7,12 @@ from typing import Literal, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import CliSuppress
 
+from infermon import defaults
 from infermon.settings import CommaList, split_comma_list
 from logger.settings import SinkSettings
 
 # librdkafka's own default; tests lower it, because a group join on tansu waits for it.
 DEFAULT_SESSION_TIMEOUT_MS = 45_000
-DEAD_LETTER_SUFFIX = ".dlq"
 
 
 class TriggerSettings(SinkSettings):
@@ -22,17 +22,19 @@ class TriggerSettings(SinkSettings):
     delivery settings apply to them.
     """
 
+    COMMAND = "trigger"
+
     # The log sink's topic is offered as --log-topic; `topic` follows it (see _consistent).
-    topic: CliSuppress[str] = Field("infermon.payloads", description="set by --log-topic")
+    topic: CliSuppress[str] = Field(defaults.PAYLOADS_TOPIC, description="set by --log-topic")
     log_topic: str = Field(
-        "infermon.payloads",
+        defaults.PAYLOADS_TOPIC,
         description="topic for the request and response payload events, in the logger's format; "
         "empty: no payload logging",
     )
     input_topic: str = Field(description="topic of inference requests")
     output_topic: str = Field(description="topic for the answers: one CloudEvent per input")
-    group: str = Field("infermon-trigger", description="Kafka consumer group")
-    model_url: str = Field("http://127.0.0.1:8080", description="the model server to call")
+    group: str = Field(defaults.TRIGGER_GROUP, description="Kafka consumer group")
+    model_url: str = Field(defaults.MODEL_URL, description="the model server to call")
     model_name: str = Field(
         "", description="model to call when an event has no modelname extension"
     )
@@ -69,10 +71,8 @@ class TriggerSettings(SinkSettings):
         description="consumer group session timeout: a member silent this long loses its "
         "partitions",
     )
-    admin_port: int = Field(9094, description="port for /metrics, /healthz and /readyz")
-    spool_dir: str = Field(
-        "infermon-trigger-spool",
-        description="disk spool for payload events Kafka cannot take now; empty disables it",
+    admin_port: int = Field(
+        defaults.TRIGGER_ADMIN_PORT, description="port for /metrics, /healthz and /readyz"
     )
 
     _split = field_validator("redact", mode="before")(split_comma_list)
@@ -90,7 +90,7 @@ class TriggerSettings(SinkSettings):
 
     @property
     def dead_letter_topic(self) -> str:
-        return self.input_topic + DEAD_LETTER_SUFFIX
+        return defaults.dead_letter_topic(self.input_topic)
 
     @property
     def event_source(self) -> str:

@@ -24,13 +24,13 @@ def test_up_logs_and_stores_calls_through_its_own_broker(
 ) -> None:
     names = ("broker", "logger", "ingest", "logger-admin", "ingest-admin", "monitor-admin")
     ports = {name: free_port() for name in names}
-    database_url = f"sqlite:///{tmp_path / 'up.db'}"
+    database_url = f"sqlite:///{tmp_path / 'infermon.db'}"  # the default, in --data-dir
     argv = [
         sys.executable, "-m", "infermon.cli", "up", "--model-url", toy_model_server.url,
         "--broker-port", str(ports["broker"]), "--logger-port", str(ports["logger"]),
         "--ingest-port", str(ports["ingest"]), "--logger-admin-port", str(ports["logger-admin"]),
-        "--ingest-admin-port", str(ports["ingest-admin"]), "--spool-dir", str(tmp_path),
-        "--topic", "up.payloads", "--database-url", database_url,
+        "--ingest-admin-port", str(ports["ingest-admin"]), "--data-dir", str(tmp_path),
+        "--topic", "up.payloads",
         "--monitor-admin-port", str(ports["monitor-admin"]),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -54,6 +54,7 @@ def test_up_logs_and_stores_calls_through_its_own_broker(
             instances = store.latest_instances("m")
         assert (stored["events"], stored["inferences"], stored["instances"]) == (2, 1, 1)
         assert instances[["f0", "f1", "prediction"]].values.tolist() == [[2, 3, 5.0]]
+        assert sorted(path.name for path in (tmp_path / "spool").iterdir()) == ["ingest", "logger"]
         os.killpg(up.pid, signal.SIGTERM)
         assert up.wait(30) == 0
     finally:
@@ -67,7 +68,7 @@ def test_up_refuses_a_broker_port_in_use(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         done = subprocess.run(
             [sys.executable, "-m", "infermon.cli", "up", "--broker-port", str(port),
-             "--spool-dir", str(tmp_path)],
+             "--data-dir", str(tmp_path)],
             cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip

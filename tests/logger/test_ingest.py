@@ -15,7 +15,7 @@ from tests.fixtures.toy_model_server import ToyModelServer
 from tests.logger.conftest import StartInfermon
 from tests.logger.events_on_kafka import LoggedEvent, by_type, logged_events
 
-# Exactly the header set KServe's agent sends for a request event (kserve-logger.md section 2):
+# Exactly the header set KServe's agent sends for a request event (its pkg/logger/worker.go):
 # Go-canonical names, raw JSON in Ce-Metadata, nanosecond Ce-Time.
 KSERVE_AGENT_HEADERS = {
     "Ce-Specversion": "1.0",

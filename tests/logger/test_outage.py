@@ -105,7 +105,10 @@ def test_calls_succeed_while_kafka_is_down_and_every_event_arrives_later(
         "--topic", "outage", "--delivery-timeout-ms", "3000", spool=tmp_path / "spool",
     )  # fmt: skip
     make_calls(logger.url, 40, "down")
-    time.sleep(4)  # past the delivery timeout: in-memory events have moved to the spool
+    # Past the delivery timeout, the events held in memory move to the spool.
+    logger.wait_for_metrics(
+        lambda metrics: metrics.get("infermon_events_spooled_total", 0) >= 80, 10, "spooling"
+    )
     make_calls(logger.url, 40, "still-down")
     # The last calls' events reach the spool at the sink's next tick, after their answers.
     spooled = logger.wait_for_metrics(

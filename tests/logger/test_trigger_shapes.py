@@ -61,7 +61,8 @@ def structured(event_id: str, data: object, **extensions: str) -> Input:
 
 
 def kafkasource(offset: int, value: bytes, key: bytes) -> Input:
-    """What a KafkaSource makes of a record that is not a CloudEvent (kserve-logger.md §9)."""
+    """What a Knative KafkaSource makes of a record that is not a CloudEvent: type
+    dev.knative.kafka.event, id partition:<p>/offset:<o>, the record key as `key`."""
     headers = [
         ("ce_specversion", b"1.0"),
         ("ce_id", f"partition:{MINIO_PARTITION}/offset:{offset}".encode()),

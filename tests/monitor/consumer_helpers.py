@@ -11,7 +11,9 @@ from monitor.store import Store
 from tests.fixtures.infermon_process import AdminProcess
 from tests.fixtures.processes import free_port
 
-# Low group timeouts: a join takes ~3 s on tansu instead of ~23 s (test-broker.md).
+# Low group timeouts: a new group's first record comes ~3 s after joining on tansu instead
+# of ~23 s with librdkafka's defaults.
+TEST_GROUP = "test-monitor"
 TEST_GROUP_FLAGS = ("--session-timeout-ms", "6000", "--kafka-config", "max.poll.interval.ms=10000")
 
 
@@ -24,7 +26,7 @@ class MonitorProcess(AdminProcess):
 
 
 def start_monitor(
-    bootstrap: str, topic: str, database_url: str, *extra: str, group: str = "test-monitor"
+    bootstrap: str, topic: str, database_url: str, *extra: str, group: str = TEST_GROUP
 ) -> MonitorProcess:
     admin_port = free_port()
     argv = [

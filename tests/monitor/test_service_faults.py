@@ -8,6 +8,8 @@ import signal
 import sqlite3
 import threading
 import time
+from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -15,9 +17,16 @@ from sqlalchemy.engine import make_url
 
 from infermon import events
 from monitor.store import Store
+from tests.fixtures.broker import unconsumed_records, wait_for_rebalance
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.tcp_proxy import CuttableTcpProxy
-from tests.monitor.consumer_helpers import start_monitor, wait_for_stats
+from tests.monitor.consumer_helpers import (
+    TEST_GROUP,
+    MonitorProcess,
+    start_monitor,
+    wait_for_stats,
+)
+from tests.monitor.store_helpers import table_rows
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +54,7 @@ class BackgroundProducer:
 
     def __init__(self, bootstrap: str, topic: str, calls: int, seconds: float) -> None:
         self.produced_ids: set[str] = set()
+        self.resent_ids: set[str] = set()  # calls whose two records are on the topic twice
         self._args = (bootstrap, topic, calls, seconds)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -58,10 +68,12 @@ class BackgroundProducer:
             records = call_records(call)
             if rng.random() < 0.05:
                 records += records  # a re-send: same source, id and type
+                self.resent_ids.add(f"call-{call}")
             for key, headers, value in records:
                 producer.produce(topic, value, key, headers=headers)
             self.produced_ids.add(f"call-{call}")
             producer.poll(0)
+            # The pace is the load under test, not a wait for something to happen.
             time.sleep(max(0.0, started + seconds * (call + 1) / calls - time.monotonic()))
         assert producer.flush(30) == 0
 
@@ -69,7 +81,47 @@ class BackgroundProducer:
         self._thread.join(timeout=120)
 
 
-def test_sigkill_at_random_points_loses_and_duplicates_nothing(
+def wait_until_all_stored(monitor: MonitorProcess, bootstrap: str, topic: str) -> None:
+    """Until the group has committed every record of the topic: offsets are committed only
+    after the transaction that stored their records, so nothing more can arrive."""
+    deadline = time.monotonic() + 60
+    while (left := unconsumed_records(bootstrap, TEST_GROUP, topic)) > 0:
+        assert monitor.running(), f"the monitor exited:\n{monitor.log_tail()}"
+        assert time.monotonic() < deadline, f"{left} records uncommitted:\n{monitor.log_tail()}"
+        time.sleep(0.2)
+
+
+def expected_instances(call: int) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """(row index, features, prediction) of each row of `call_records(call)`."""
+    return [
+        (0, {"f0": call, "f1": 1.5}, {"prediction": call + 1.5}),
+        (1, {"f0": call + 1, "f1": 2.5}, {"prediction": call + 3.5}),
+    ]
+
+
+def assert_each_call_stored_once(store: Store, calls: int) -> None:
+    """Call by call, what one delivery of its two events stores. Each table's key holds one
+    row per event, call and instance whatever arrives twice, so equal totals cannot show a
+    duplicate; what a second delivery could still change is what it merges into those rows:
+    row counts counted again, instances numbered on, a pairing undone."""
+    ids = [f"call-{call}" for call in range(calls)]
+    stored_events = table_rows(store, "events")
+    events_per_call = Counter((row["request_id"], row["kind"]) for row in stored_events)
+    assert events_per_call == {(i, kind): 1 for i in ids for kind in ("request", "response")}
+    inferences = {row["request_id"]: row for row in table_rows(store, "inferences")}
+    assert sorted(inferences) == sorted(ids)
+    merged = {"request_rows": 2, "response_rows": 2, "batch_size": 2, "has_request": True,
+              "has_response": True, "orphaned": False}  # fmt: skip
+    for request_id, row in inferences.items():
+        assert {name: row[name] for name in merged} == merged, request_id
+    instances = defaultdict(list)
+    for row in table_rows(store, "instances"):
+        instances[row["request_id"]].append((row["row_index"], row["features"], row["prediction"]))
+    for call, request_id in enumerate(ids):
+        assert instances[request_id] == expected_instances(call), request_id
+
+
+def test_sigkill_at_random_points_loses_nothing_and_stores_each_call_once(
     kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
 ) -> None:
     topic = new_topic(partitions=3)
@@ -78,21 +130,25 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     rng = random.Random(11)
     for _ in range(3):
         monitor = start_monitor(kafka_bootstrap, topic, database_url)
-        time.sleep(rng.uniform(1.0, 4.0))
+        # Killed at a random point of its work: once it has stored a random number more events
+        # (a batch it wrote but whose offsets it had not committed is read again by the next).
+        target = min(store.stats()["events"] + rng.randint(500, 3500), 2 * calls)
+        wait_for_stats(store, lambda s, target=target: s["events"] >= target, timeout_s=120)
         monitor.kill(signal.SIGKILL)
     producer.join()
     monitor = start_monitor(kafka_bootstrap, topic, database_url)
     try:
-        stats = wait_for_stats(store, lambda s: s["events"] >= 2 * calls, timeout_s=120)
-        time.sleep(2)  # anything still arriving would be a duplicate: there must be none
+        wait_until_all_stored(monitor, kafka_bootstrap, topic)
         stats = store.stats()
     finally:
         monitor.stop()
+    assert producer.resent_ids, "some calls were on the topic twice"
     assert stats["events"] == 2 * calls, "each distinct event stored once"
     assert stats["inferences"] == calls
     assert stats["instances"] == 2 * calls
     assert stats["orphans"] == 0
     assert stats["dead_letters"] == 0
+    assert_each_call_stored_once(store, calls)
 
 
 def _outage(database_url: str) -> tuple[str, CuttableTcpProxy | sqlite3.Connection]:
@@ -105,6 +161,15 @@ def _outage(database_url: str) -> tuple[str, CuttableTcpProxy | sqlite3.Connecti
     return database_url, sqlite3.connect(url.database or "", timeout=1, isolation_level=None)
 
 
+def _wait_for_write_retries(monitor: MonitorProcess) -> None:
+    """The outage lasts until the monitor has failed to write twice and is retrying."""
+    monitor.wait_for_metrics(
+        lambda metrics: metrics.get("infermon_monitor_write_retries_total", 0) >= 2,
+        timeout_s=60,
+        what="retrying writes during the outage",
+    )
+
+
 def test_database_stopped_and_started_under_load_loses_nothing(
     kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
 ) -> None:
@@ -113,19 +178,18 @@ def test_database_stopped_and_started_under_load_loses_nothing(
     monitor = start_monitor(kafka_bootstrap, topic, monitor_url)
     try:
         producer = BackgroundProducer(kafka_bootstrap, topic, 3000, seconds=15)
-        time.sleep(3)
+        wait_for_stats(store, lambda s: s["events"] >= 500, timeout_s=60)  # storing under load
         if isinstance(outage, CuttableTcpProxy):
             outage.cut()
-            time.sleep(8)
+            _wait_for_write_retries(monitor)
             outage.restore()
         else:  # SQLite: another process holds the write lock longer than the busy timeout
             outage.execute("BEGIN EXCLUSIVE")
-            time.sleep(12)
+            _wait_for_write_retries(monitor)
             outage.execute("ROLLBACK")
         producer.join()
         stats = wait_for_stats(store, lambda s: s["events"] >= 6000, timeout_s=120)
         assert monitor.running(), "the consumer survived the outage"
-        assert monitor.metrics()["infermon_monitor_write_retries_total"] > 0, "it saw the outage"
     finally:
         monitor.stop()
         outage.close()
@@ -144,19 +208,21 @@ def test_monitors_joining_and_leaving_a_group_under_load_store_every_event_once(
     calls = 4000
     producer = BackgroundProducer(kafka_bootstrap, topic, calls, seconds=16)
     first = start_monitor(kafka_bootstrap, topic, database_url)
-    time.sleep(4)
+    wait_for_stats(store, lambda s: s["events"] >= 1500, timeout_s=60)
     second = start_monitor(kafka_bootstrap, topic, database_url)  # partitions are shared out
-    time.sleep(6)
-    first.stop()  # and handed back to the second
+    wait_for_rebalance(kafka_bootstrap, TEST_GROUP)  # the second has joined
+    # Two members, under load: the first leaves while batches are being written.
+    target = min(store.stats()["events"] + 500, 2 * calls)
+    wait_for_stats(store, lambda s: s["events"] >= target, timeout_s=60)
+    first.stop()  # and its partitions go to the second
     producer.join()
     try:
-        stats = wait_for_stats(store, lambda s: s["events"] >= 2 * calls, timeout_s=120)
-        time.sleep(2)
+        wait_until_all_stored(second, kafka_bootstrap, topic)
         stats = store.stats()
-        assert second.running()
     finally:
         second.stop()
     assert stats["events"] == 2 * calls
     assert stats["inferences"] == calls
     assert stats["instances"] == 2 * calls
     assert stats["dead_letters"] == 0
+    assert_each_call_stored_once(store, calls)
