@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from sqlalchemy.exc import ArgumentError
 
 from infermon.settings import InfermonSettings, KafkaSettings
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
+from monitor.store_engine import normalise_url
 
 
 class DatabaseSettings(InfermonSettings):
-    """The store's address, shared by `infermon monitor`, `infermon db` and `infermon stats`."""
+    """The store's address, shared by `infermon monitor`, `infermon db` and `infermon counts`."""
 
     database_url: str = Field(
         "sqlite:///infermon.db",
         description="SQLAlchemy URL (postgresql+psycopg://... for PostgreSQL)",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_url(cls, database_url: str) -> str:
+        try:
+            normalise_url(database_url)
+        except (ArgumentError, ValueError):  # not a URL, or not a database the store knows
+            raise ValueError(
+                "must be a URL like sqlite:///infermon.db or postgresql+psycopg://USER@HOST/DB"
+            ) from None
+        return database_url
 
 
 class MonitorSettings(KafkaSettings, DatabaseSettings):
