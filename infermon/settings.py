@@ -72,7 +72,9 @@ SettingsT = TypeVar("SettingsT", bound=InfermonSettings)
 def load_settings(settings_cls: type[SettingsT], argv: Sequence[str], prog: str) -> SettingsT:
     """Flags over environment over defaults; a bad or missing value is a `UsageError` that
     names its flag (`infermon.cli` prints it and exits 2)."""
-    source = CliSettingsSource(settings_cls, cli_prog_name=prog, cli_exit_on_error=False)
+    source: CliSettingsSource[SettingsT] = CliSettingsSource(
+        settings_cls, cli_prog_name=prog, cli_exit_on_error=False
+    )
     try:
         return CliApp.run(settings_cls, cli_args=list(argv), cli_settings_source=source)
     except ValidationError as error:

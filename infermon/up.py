@@ -120,7 +120,11 @@ def _check_children_settings(children: Sequence[Child]) -> None:
     from logger.settings import IngestSettings, LoggerSettings
     from monitor.settings import MonitorSettings
 
-    classes = {"monitor": MonitorSettings, "logger": LoggerSettings, "ingest": IngestSettings}
+    classes: dict[str, type[InfermonSettings]] = {
+        "monitor": MonitorSettings,
+        "logger": LoggerSettings,
+        "ingest": IngestSettings,
+    }
     for child in children:
         load_settings(classes[child.command], child.args, "infermon up")
 
