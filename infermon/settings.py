@@ -7,16 +7,29 @@ variables are twins (`--kafka-bootstrap` / `INFERMON_KAFKA_BOOTSTRAP`).
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, CliApp, CliSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    CliApp,
+    CliSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from infermon.errors import UsageError
+from infermon.throttled_log import LibrdkafkaLog
 
 from infermon import defaults
 
 CommaList = Annotated[list[str], NoDecode]
+# librdkafka's own lines (a failed connection, a broker gone), throttled: one per process, so
+# that every Kafka client of a component shares the rate.
+LIBRDKAFKA_LOG = LibrdkafkaLog(logging.getLogger("librdkafka"))
 
 
 def split_comma_list(value: Any) -> Any:
@@ -54,17 +67,50 @@ class KafkaSettings(InfermonSettings):
 
     def kafka_client_config(self, **overrides: Any) -> dict[str, Any]:
         """librdkafka configuration: bootstrap, then our defaults, then the user's settings."""
-        return {"bootstrap.servers": self.kafka_bootstrap, **overrides, **self.kafka_config}
+        return {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "logger": LIBRDKAFKA_LOG,
+            **overrides,
+            **self.kafka_config,
+        }
 
 
 SettingsT = TypeVar("SettingsT", bound=InfermonSettings)
 
 
 def load_settings(settings_cls: type[SettingsT], argv: Sequence[str], prog: str) -> SettingsT:
-    """Flags over environment over defaults; a bad value exits 2 with the reason, no traceback."""
-    source = CliSettingsSource(settings_cls, cli_prog_name=prog)
+    """Flags over environment over defaults; a bad or missing value is a `UsageError` that
+    names its flag (`infermon.cli` prints it and exits 2)."""
+    source: CliSettingsSource[SettingsT] = CliSettingsSource(
+        settings_cls, cli_prog_name=prog, cli_exit_on_error=False
+    )
     try:
         return CliApp.run(settings_cls, cli_args=list(argv), cli_settings_source=source)
     except ValidationError as error:
-        print(f"{prog}: invalid configuration\n{error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise UsageError(f"{settings_problems(error)}\n{_help_hint(prog)}") from None
+    except SettingsError as error:  # argparse's: an unknown flag, a flag without its value
+        reason = str(error).removeprefix("error parsing CLI: ")
+        raise UsageError(f"{reason}\n{_help_hint(prog)}") from None
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Pydantic's errors in one line, each under the flag that sets the value."""
+    missing = [_flag(e["loc"]) for e in error.errors() if e["type"] == "missing"]
+    problems = [f"missing {', '.join(missing)}"] if missing else []
+    for detail in error.errors():
+        if detail["type"] == "missing":
+            continue
+        reason = detail["msg"].removeprefix("Value error, ")
+        if detail["loc"]:
+            shown = str(detail["input"])
+            reason = f"{_flag(detail['loc'])} {shown[:80]!r}: {reason}"
+        problems.append(reason)
+    return "; ".join(problems)
+
+
+def _flag(location: tuple[int | str, ...]) -> str:
+    return "--" + str(location[0]).replace("_", "-")
+
+
+def _help_hint(prog: str) -> str:
+    return f"Every option, and its INFERMON_ environment twin: {prog} --help"

@@ -170,7 +170,7 @@ def _reject(metrics: IngestMetrics, status: int, reason: str) -> Response:
 async def serve(settings: IngestSettings) -> None:
     runtime = SinkRuntime(settings)
     app = ingest_app(runtime.sink, settings, IngestMetrics(runtime.registry))
-    server = embedded_server(app, settings.host, settings.port)
+    server = embedded_server(app, settings.host, settings.port, "--port", "--host")
     await runtime.start()
     server_task = asyncio.create_task(server.serve())
     runtime.accepting = True

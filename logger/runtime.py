@@ -9,6 +9,7 @@ import signal
 from prometheus_client import CollectorRegistry
 
 from infermon.admin import admin_app, embedded_server
+from infermon.errors import UsageError
 from logger.metrics import SinkMetrics
 from logger.settings import SinkSettings
 from logger.sink import EventSink
@@ -30,15 +31,7 @@ class SinkRuntime:
         self.settings = settings
         self.registry = CollectorRegistry()
         spool_path = settings.spool_path
-        self.spool = (
-            DiskSpool(
-                spool_path,
-                settings.spool_max_bytes,
-                quarantine_max_bytes=settings.quarantine_max_bytes,
-            )
-            if spool_path
-            else None
-        )
+        self.spool = open_spool(settings) if spool_path else None
         if self.spool is not None and self.spool.pending_records:
             log.info(
                 "spool %s holds %d event(s) from an earlier run; they will be replayed",
@@ -51,9 +44,10 @@ class SinkRuntime:
         self._admin = None
 
     async def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self.sink.run()))
+        # Bound before the sink runs: a port in use is refused (UsageError) before any event.
         app = admin_app(self.registry, ready=lambda: self.accepting and self.sink.delivering())
         self._admin = embedded_server(app, self.settings.admin_host, self.settings.admin_port)
+        self._tasks.append(asyncio.create_task(self.sink.run()))
         self._tasks.append(asyncio.create_task(self._admin.serve()))
 
     async def stop(self) -> None:
@@ -62,6 +56,25 @@ class SinkRuntime:
         if self._admin is not None:
             self._admin.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def open_spool(settings: SinkSettings) -> DiskSpool:
+    """The spool at --spool-dir; one that cannot be made, or that another process holds, is a
+    `UsageError` that says so."""
+    path = settings.spool_path
+    assert path is not None
+    try:
+        return DiskSpool(
+            path, settings.spool_max_bytes, quarantine_max_bytes=settings.quarantine_max_bytes
+        )
+    except BlockingIOError as error:  # the spool's lock; its message names the owner's pid
+        raise UsageError(f"{error.strerror}: give each process its own --spool-dir") from None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UsageError(
+            f"cannot use {path} as the spool directory ({reason}): choose another with "
+            "--spool-dir, or --spool-dir '' for none"
+        ) from None
 
 
 async def wait_for_shutdown_signal() -> int:

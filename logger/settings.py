@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
@@ -164,6 +165,14 @@ class LoggerSettings(SinkSettings):
     )
 
     _split = field_validator("metadata_headers", "redact", mode="before")(split_comma_list)
+
+    @field_validator("model_url")
+    @classmethod
+    def _an_http_url(cls, model_url: str) -> str:
+        parts = urlsplit(model_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError("must be http://host[:port][/prefix]")
+        return model_url
 
     @property
     def event_source(self) -> str:

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import uvloop
 
+from infermon.errors import listening_socket
 from infermon.settings import load_settings
 from logger.capture import EventBuilder, EventOptions
 from logger.metrics import ProxyMetrics
@@ -45,6 +46,8 @@ def connection_cap(wanted: int) -> int:
 
 
 async def serve(settings: LoggerSettings, upstream: Upstream, builder: EventBuilder) -> None:
+    # Bound before anything starts: a port in use is refused at once, naming its flag.
+    proxy_socket = listening_socket(settings.host, settings.port, "--port")
     runtime = SinkRuntime(settings)
     limits = EdgeLimits.of(settings)
     limits = replace(limits, max_connections=connection_cap(limits.max_connections))
@@ -60,9 +63,7 @@ async def serve(settings: LoggerSettings, upstream: Upstream, builder: EventBuil
     proxy.metrics.watch_connections(proxy.connections)
     await runtime.start()
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(
-        proxy.protocol_factory(), settings.host, settings.port, backlog=2048
-    )
+    listener = await loop.create_server(proxy.protocol_factory(), sock=proxy_socket, backlog=2048)
     runtime.accepting = True
     log.info(
         "logger on %s:%d -> %s; events (mode %s) to %s on %s; admin on :%d",

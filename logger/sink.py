@@ -35,6 +35,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from infermon.events import EXT_TRUNCATED, KAFKA_ATTRIBUTE_PREFIX, KafkaRecord
+from infermon.throttled_log import ThrottledLog, ThrottledLogs
 from logger.metrics import SinkMetrics
 from logger.settings import SinkSettings
 from logger.spool import DiskSpool, SpooledRecord
@@ -245,23 +246,8 @@ class _ReplayBatch:
         return str(transient[0]) if transient else "no answer in time"
 
 
-class _ThrottledLog:
-    """Logs a kind of trouble at most once per interval, with how often it happened since."""
-
-    def __init__(self, level: int, template: str) -> None:
-        """`template` takes the count since the last log, then the latest reason."""
-        self._level = level
-        self._template = template
-        self._since_log = 0
-        self._last_log = float("-inf")
-
-    def note(self, reason: str) -> None:
-        self._since_log += 1
-        now = time.monotonic()
-        if now - self._last_log >= DROP_LOG_INTERVAL_S:
-            log.log(self._level, self._template, self._since_log, reason)
-            self._since_log = 0
-            self._last_log = now
+def _throttled(level: int, template: str) -> ThrottledLog:
+    return ThrottledLog(log, level, template, DROP_LOG_INTERVAL_S)
 
 
 class EventSink:
@@ -296,12 +282,17 @@ class EventSink:
         self._run_finished = asyncio.Event()
         self._backoff_s = 0.5
         self._next_probe = 0.0
-        self._drop_log = _ThrottledLog(logging.ERROR, "dropped %d event(s): %s")
-        self._quarantine_log = _ThrottledLog(logging.ERROR, "quarantined %d event(s): %s")
-        self._cut_log = _ThrottledLog(
-            logging.WARNING, "cut %d event(s) to fit message.max.bytes: %s"
+        self._drop_log = _throttled(logging.ERROR, "dropped %(count)d event(s): %(reason)s")
+        self._quarantine_log = _throttled(
+            logging.ERROR, "quarantined %(count)d event(s): %(reason)s"
         )
-        self._replay_log = _ThrottledLog(logging.WARNING, "replay failed %d time(s): %s")
+        self._cut_log = _throttled(
+            logging.WARNING, "cut %(count)d event(s) to fit message.max.bytes: %(reason)s"
+        )
+        self._replay_log = _throttled(
+            logging.WARNING, "replay failed %(count)d time(s): %(reason)s"
+        )
+        self._client_log = ThrottledLogs(log, DROP_LOG_INTERVAL_S)
         metrics.queue_bytes.set_function(lambda: self._queued_bytes)
         metrics.queue_events.set_function(lambda: self._queued_events + len(self._deferred))
         metrics.spool_events.set_function(lambda: spool.pending_records if spool else 0)
@@ -464,7 +455,7 @@ class EventSink:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._mark_down(str(error))
         else:
-            log.warning("kafka client: %s", error)
+            self._client_log.note(str(error.code()), logging.WARNING, f"kafka client: {error}")
 
     def _mark_down(self, reason: str) -> None:
         if self._broker_up:

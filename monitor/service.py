@@ -11,6 +11,7 @@ absorbs unchanged. A database outage pauses consumption and retries; nothing is 
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import signal
 import sys
@@ -26,7 +27,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 
 from infermon.admin import admin_app, embedded_server
+from infermon.errors import UsageError, first_line
 from infermon.settings import load_settings
+from infermon.throttled_log import ThrottledLog, ThrottledLogs
 from monitor.batch_writer import BatchWriter
 from monitor.dead_letters import DeadLetterDeliveryError, DeadLetterTopic
 from monitor.decode import dead_letter, decode
@@ -52,6 +55,8 @@ TRANSIENT_ERRORS = (StoreUnavailableError, DeadLetterDeliveryError)
 WRITER_SWITCH_INTERVAL_S = 0.0001
 EMPTY_BATCH = PreparedBatch(parts=[], events=0, inferences=0, instances=0)
 MAX_LOGGED_ERROR_CHARS = 500  # an error may quote a whole header
+# librdkafka reports which brokers it is connected to this often: the readiness check's delay.
+BROKER_CHECK_INTERVAL_MS = 1000
 
 
 class ShutdownDuringRetryError(Exception):
@@ -202,7 +207,13 @@ class MonitorService:
         self._writer: BatchWriter[DecodedBatch] = BatchWriter(self._persist)
         self._next_orphan_sweep = 0.0
         self._next_purge = 0.0
+        self._kafka_log = ThrottledLogs(log)
+        self._store_log = ThrottledLog(
+            log, logging.WARNING, "store unavailable, waiting and retrying "
+            "(%(count)d failed attempt(s) since the last report): %(reason)s",
+        )  # fmt: skip
         self.ready = False
+        self.broker_reachable = False  # until librdkafka's statistics show a broker up
 
     def _consumer_config(self) -> dict[str, Any]:
         return self._settings.kafka_client_config(
@@ -215,12 +226,34 @@ class MonitorService:
                 # Eager, not cooperative-sticky: on the embedded broker (tansu) a member that
                 # joins a cooperative group whose leader has left is never assigned anything.
                 "partition.assignment.strategy": "range,roundrobin",
-                "error_cb": lambda error: log.warning("kafka: %s", error),
+                "error_cb": self._on_kafka_error,
+                "statistics.interval.ms": BROKER_CHECK_INTERVAL_MS,
+                "stats_cb": self._on_statistics,
             }
         )
 
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        self._kafka_log.note(f"kafka-{error.code()}", logging.WARNING, f"kafka: {error}")
+
+    def _on_statistics(self, statistics_json: str) -> None:
+        brokers = json.loads(statistics_json).get("brokers", {}).values()
+        self.broker_reachable = any(broker.get("state") == "UP" for broker in brokers)
+
+    def is_ready(self) -> bool:
+        """Consuming, with a broker connected: what /readyz answers."""
+        return self.ready and self.broker_reachable
+
     def stop(self) -> None:
         self._stop.set()
+
+    def wait_for_store(self) -> bool:
+        """Migrates the store's schema, waiting and retrying while the database cannot be
+        reached, as during a later outage; False if asked to stop meanwhile."""
+        try:
+            self._with_retry(self._store.upgrade)
+        except ShutdownDuringRetryError:
+            return False
+        return True
 
     def run(self) -> None:
         self._consumer.subscribe([self._settings.topic], on_revoke=self._on_revoke)
@@ -256,7 +289,7 @@ class MonitorService:
         if error is None:
             return True
         if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consume: %s", error)
+            self._kafka_log.note(f"consume-{error.code()}", logging.WARNING, f"consume: {error}")
         return False
 
     def _handle(self, messages: Sequence[Message]) -> None:
@@ -366,11 +399,13 @@ class MonitorService:
         """Run `action` until it succeeds; meanwhile consumption is paused, not abandoned."""
         backoff_s = 0.5
         paused: list[TopicPartition] = []
+        retried = False
         while True:
             try:
                 action()
                 break
             except TRANSIENT_ERRORS as error:
+                retried = True
                 self._note_retry(error, backoff_s)
                 if not paused:
                     paused = self._consumer.assignment()
@@ -379,11 +414,12 @@ class MonitorService:
                 backoff_s = min(MAX_BACKOFF_S, backoff_s * 2)
         if paused:
             self._consumer.resume(paused)
+        if retried:
             log.info("store available again")
 
-    def _note_retry(self, error: Exception, backoff_s: float) -> None:
+    def _note_retry(self, error: Exception, _backoff_s: float) -> None:
         self._metrics.retries.inc()
-        log.warning("store unavailable, retrying in %.1f s: %s", backoff_s, error)
+        self._store_log.note(first_line(error))
 
     def _wait(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -441,19 +477,26 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(
         level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
-    store = Store(settings.database_url)
-    store.upgrade()
+    store = open_store(settings.database_url)
     registry = CollectorRegistry()
+    # Bound before the consumer starts: a port in use is refused at once, naming its flag.
+    admin = (
+        embedded_server(admin_app(registry, ready=lambda: service.is_ready()),
+                        settings.admin_host, settings.admin_port)
+        if settings.admin_port else None
+    )  # fmt: skip
     service = MonitorService(settings, store, MonitorMetrics(registry))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: service.stop())
-    if settings.admin_port:
-        admin = embedded_server(
-            admin_app(registry, ready=lambda: service.ready),
-            settings.admin_host,
-            settings.admin_port,
-        )
+    if admin is not None:
         threading.Thread(target=admin.run, name="admin", daemon=True).start()
+    try:
+        if not service.wait_for_store():
+            log.info("stopped while waiting for the database")
+            return 0
+    except StoreError as error:  # not transient: a schema from a newer infermon, say
+        reason = first_line(error)
+        raise UsageError(f"the database cannot be used: {reason}") from None
     tune_garbage_collector()
     # The writer thread needs the GIL back each time the database returns (a PostgreSQL
     # round trip, a SQLite statement), and the decoding thread yields it by default only
@@ -462,3 +505,14 @@ def main(argv: Sequence[str]) -> int:
     sys.setswitchinterval(WRITER_SWITCH_INTERVAL_S)
     service.run()
     return 0
+
+
+def open_store(database_url: str) -> Store:
+    """The store at `database_url`; a SQLite folder that cannot be made is a `UsageError`."""
+    try:
+        return Store(database_url)
+    except OSError as error:
+        raise UsageError(
+            f"cannot create the database's folder {error.filename} ({error.strerror}): "
+            "choose another path in --database-url"
+        ) from None

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Self
 
 from pydantic import Field, model_validator
+from sqlalchemy.exc import ArgumentError
 
 from infermon import defaults
 from infermon.settings import InfermonSettings, KafkaSettings
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
+from monitor.store_engine import normalise_url
 
 
 class DatabaseSettings(InfermonSettings):
-    """The store's address, shared by `infermon monitor`, `infermon db` and `infermon stats`."""
+    """The store's address, shared by `infermon monitor`, `infermon db` and `infermon counts`."""
 
     database_url: str = Field(
         "",
@@ -21,9 +23,18 @@ class DatabaseSettings(InfermonSettings):
     )
 
     @model_validator(mode="after")
-    def _default_database_in_data_dir(self) -> Self:
+    def _a_database_url(self) -> Self:
+        """An empty URL is the default, `<data-dir>/infermon.db`; any other must be a URL of
+        a database the store knows."""
         if not self.database_url:
             self.database_url = defaults.sqlite_url(self.data_dir)
+        try:
+            normalise_url(self.database_url)
+        except (ArgumentError, ValueError):  # not a URL, or not a database the store knows
+            raise ValueError(
+                "--database-url must be a URL like sqlite:///infermon.db or "
+                "postgresql+psycopg://USER@HOST/DB"
+            ) from None
         return self
 
 

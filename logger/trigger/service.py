@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from infermon.throttled_log import ThrottledLogs
 from logger.capture import EventBuilder
 from logger.sink import PERMANENT_ERRORS, EventSink
 from logger.trigger.inputs import InferenceRequest, InvalidInputError, read_request
@@ -95,7 +96,7 @@ class Trigger:
         self._closed = False
         self._stopping = asyncio.Event()
         self.failure: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._last_warning: dict[str, float] = {}
+        self._warnings = ThrottledLogs(log, WARNING_INTERVAL_S)
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer = Consumer(consumer_config(settings, self._on_client_error))
         self._producer = Producer(producer_config(settings, self._on_client_error))
@@ -351,11 +352,8 @@ class Trigger:
             self.failure.set_result(reason)
 
     def _warn(self, kind: str, message: str) -> None:
-        """One line per kind of trouble every WARNING_INTERVAL_S; the counters say how many."""
-        now = time.monotonic()
-        if now - self._last_warning.get(kind, -WARNING_INTERVAL_S) >= WARNING_INTERVAL_S:
-            self._last_warning[kind] = now
-            log.warning("%s", message)
+        """One line per kind of trouble every WARNING_INTERVAL_S, with how often since."""
+        self._warnings.note(kind, logging.WARNING, message)
 
     async def stop(self, timeout_s: float) -> None:
         """Stop reading; let calls in progress finish; deliver; commit; leave the group."""

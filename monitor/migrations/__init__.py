@@ -8,7 +8,6 @@ checks after an upgrade that the two agree, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -20,6 +19,7 @@ from pydantic_settings import CliPositionalArg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from infermon.errors import UsageError, first_line
 from infermon.settings import load_settings
 from monitor.settings import DatabaseSettings
 
@@ -53,13 +53,12 @@ def main(argv: Sequence[str]) -> int:
     from monitor.store import Store, StoreError  # the store imports this package
 
     settings = load_settings(DbSettings, argv, "infermon db")
-    store = Store(settings.database_url)
     try:
-        store.upgrade()
+        with Store(settings.database_url) as store:
+            store.upgrade()
     except StoreError as error:  # unreachable, or not an infermon database
-        print(f"infermon db: {error}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
+        raise UsageError(first_line(error)) from None
+    except OSError as error:  # a SQLite folder that cannot be made
+        raise UsageError(f"{error}: choose another path in --database-url") from None
     print("schema is up to date")
     return 0

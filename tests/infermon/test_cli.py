@@ -64,7 +64,7 @@ def test_kafka_client_settings_pass_through() -> None:
 
 @pytest.mark.parametrize(
     ("args", "reason"),
-    [(["--sample-rate", "1.5"], "sample_rate"), (["--mode", "sometimes"], "mode")],
+    [(["--sample-rate", "1.5"], "--sample-rate"), (["--mode", "sometimes"], "--mode")],
 )
 def test_bad_values_exit_2_with_the_reason(args: list[str], reason: str) -> None:
     result = run_cli("logger", *args)

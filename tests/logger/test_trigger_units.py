@@ -337,7 +337,7 @@ def test_help_lists_every_flag_and_their_defaults() -> None:
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
-        (("--input-topic", "in"), "output_topic"),
+        (("--input-topic", "in"), "missing --output-topic"),
         (("--input-topic", "in", "--output-topic", "in"), "must differ"),
         (("--input-topic", "a", "--output-topic", "b", "--protocol", "v3"), "protocol"),
         (("--input-topic", "a", "--output-topic", "b", "--model-url", "ftp://x"), "--model-url"),

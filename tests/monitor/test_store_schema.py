@@ -1,4 +1,4 @@
-"""The schema and its migrations, engine settings, and the `infermon db` and `stats` commands."""
+"""The schema and its migrations, engine settings, and the `infermon db` and `counts` commands."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event, inspect
 
-from monitor import migrations, stats
+from infermon.errors import UsageError
+from monitor import counts, migrations
 from monitor.schema import metadata
 from monitor.store import Store, StoreError
 from monitor.store_engine import UnsupportedDatabaseError, normalise_url
@@ -118,17 +119,16 @@ def test_db_command_help_and_a_missing_subcommand(capsys: pytest.CaptureFixture[
         migrations.main(["--help"])
     assert help_exit.value.code == 0
     assert "--database-url" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as missing:
+    with pytest.raises(UsageError, match="arguments are required"):
         migrations.main([])
-    assert missing.value.code == 2
 
 
-def test_db_upgrade_of_an_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert migrations.main(["upgrade", "--database-url", unreachable_postgresql_url()]) == 1
-    assert "database unavailable" in capsys.readouterr().err
+def test_db_upgrade_of_an_unreachable_database_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="database unavailable"):
+        migrations.main(["upgrade", "--database-url", unreachable_postgresql_url()])
 
 
-def test_stats_command_prints_json(
+def test_counts_command_prints_json(
     database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = Store(database_url)
@@ -136,7 +136,7 @@ def test_stats_command_prints_json(
     store.write(list(call("r1")))
     monkeypatch.setenv("INFERMON_DATABASE_URL", database_url)
 
-    assert stats.main([]) == 0
+    assert counts.main([]) == 0
 
     printed = json.loads(capsys.readouterr().out)
     assert printed["events"] == 2

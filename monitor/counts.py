@@ -1,0 +1,65 @@
+"""`infermon counts`: what the store holds, as JSON (row counts in total and per model).
+
+It only reads: a database that is not there, or has no schema yet, is reported, never created.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+from infermon.errors import UsageError, first_line
+from infermon.settings import load_settings
+from monitor.schema import inferences
+from monitor.settings import DatabaseSettings
+from monitor.store import Store, StoreError
+from monitor.store_engine import normalise_url
+
+DEFAULT_DATABASE_URL = DatabaseSettings.model_fields["database_url"].default
+
+
+class CountsSettings(DatabaseSettings):
+    """Print what the store holds, as JSON: row counts in total and per model."""
+
+
+def main(argv: Sequence[str]) -> int:
+    settings = load_settings(CountsSettings, argv, "infermon counts")
+    url = settings.database_url
+    same_url = "" if url == DEFAULT_DATABASE_URL else f" --database-url {_shown(url)}"
+    create_it = f"run `infermon db upgrade{same_url}` to create it"
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not sqlite_file.exists():
+        raise UsageError(f"no database at {sqlite_file}: {create_it}")
+    with Store(url) as store:
+        try:
+            if not inspect(store.engine).has_table(inferences.name):
+                raise UsageError(f"no infermon schema in {_shown(url)}: {create_it}")
+            counts = store.stats()
+        except (SQLAlchemyError, StoreError) as error:  # unreachable, or not ours
+            cause = error.__cause__ if isinstance(error, StoreError) else error
+            raise UsageError(f"cannot read {_shown(url)}: {_reason(cause or error)}") from None
+    print(json.dumps(counts, indent=2))
+    return 0
+
+
+def _sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or another kind."""
+    url = normalise_url(database_url)
+    path = url.database or ""
+    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    return Path(path).expanduser()
+
+
+def _shown(database_url: str) -> str:
+    return normalise_url(database_url).render_as_string(hide_password=True)
+
+
+def _reason(error: BaseException) -> str:
+    """The driver's own words: SQLAlchemy's wrapper adds the statement and a link."""
+    original = getattr(error, "orig", None)
+    return first_line(original if original is not None else error)
