@@ -21,10 +21,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from infermon import defaults
 from infermon.errors import UsageError
 from infermon.throttled_log import LibrdkafkaLog
-
-from infermon import defaults
 
 CommaList = Annotated[list[str], NoDecode]
 # librdkafka's own lines (a failed connection, a broker gone), throttled: one per process, so
