@@ -182,11 +182,11 @@ def test_up_with_a_bad_model_url_starts_nothing(tmp_path: Path) -> None:
     broker_port = free_port()
     result = infermon(
         "up", "--model-url", "ftp://model", "--broker-port", str(broker_port),
-        "--spool-dir", str(tmp_path / "spool"),
+        "--data-dir", str(tmp_path / "data"),
     )  # fmt: skip
     assert_refused(result, "--model-url 'ftp://model'", "http://host")
     assert not port_open("127.0.0.1", broker_port)
-    assert not (tmp_path / "spool").exists()
+    assert not (tmp_path / "data").exists()
 
 
 def test_up_with_a_port_in_use_names_its_flag(taken_port: int, tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def test_up_with_a_port_in_use_names_its_flag(taken_port: int, tmp_path: Path) -
              "--monitor-admin-port"]  # fmt: skip
     args = [f"{flag}={free_port()}" for flag in ports]
     result = infermon(
-        "up", *args, "--ingest-port", str(taken_port), "--spool-dir", str(tmp_path / "spool")
+        "up", *args, "--ingest-port", str(taken_port), "--data-dir", str(tmp_path / "data")
     )
     assert_refused(result, f"port {taken_port} is in use", "--ingest-port")
 
@@ -203,13 +203,13 @@ def test_up_refuses_a_broker_port_in_use(taken_port: int, tmp_path: Path) -> Non
     ports = ["--logger-port", "--ingest-port", "--logger-admin-port", "--ingest-admin-port",
              "--monitor-admin-port"]  # fmt: skip
     args = [f"{flag}={free_port()}" for flag in ports]
-    result = infermon("up", *args, "--broker-port", str(taken_port), "--spool-dir", str(tmp_path))
+    result = infermon("up", *args, "--broker-port", str(taken_port), "--data-dir", str(tmp_path))
     assert_refused(result, f"port {taken_port} is in use", "--broker-port", "--kafka-bootstrap")
 
 
 def test_up_refuses_one_port_for_two_components(tmp_path: Path) -> None:
     port = str(free_port())
     result = infermon(
-        "up", "--logger-port", port, "--ingest-admin-port", port, "--spool-dir", str(tmp_path)
+        "up", "--logger-port", port, "--ingest-admin-port", port, "--data-dir", str(tmp_path)
     )
     assert_refused(result, f"--logger-port and --ingest-admin-port are both {port}")
