@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from monitor.records import DeadLetter
+from monitor.store.records import DeadLetter
 
 log = logging.getLogger(__name__)
 

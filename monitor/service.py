@@ -31,17 +31,12 @@ from monitor.batch_writer import BatchWriter
 from monitor.dead_letters import DeadLetterDeliveryError, DeadLetterTopic
 from monitor.decode import dead_letter, decode
 from monitor.metrics import MonitorMetrics
+from monitor.one_pass import ONE_PASS_BUILT, prepare_records
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
-from monitor.records import DeadLetter, StoredEvent
 from monitor.refusals import write_refusing
 from monitor.settings import MonitorSettings
-from monitor.store import (
-    ONE_PASS_BUILT,
-    PreparedBatch,
-    Store,
-    StoreError,
-    StoreUnavailableError,
-)
+from monitor.store.records import DeadLetter, StoredEvent
+from monitor.store.store import PreparedBatch, Store, StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +70,8 @@ class DecodedBatch:
         """The rows of the first records of `messages`, as many as `limits` allow (usually
         all: `records` says how many): in one pass when the store can, else record by record.
         """
-        prepared = store.prepare_records(messages, limits.max_event_bytes, limits.max_rows,
-                                         limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip
+        prepared = prepare_records(store, messages, limits.max_event_bytes, limits.max_rows,
+                                   limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip
         if prepared is None:
             batch = cls.of(messages, limits.max_event_bytes, limits.max_rows,
                            limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip

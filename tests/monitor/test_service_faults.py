@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 from sqlalchemy.engine import make_url
 
 from infermon import events
-from monitor.store import Store
+from monitor.store.store import Store
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.tcp_proxy import CuttableTcpProxy
 from tests.monitor.consumer_helpers import start_monitor, wait_for_stats
