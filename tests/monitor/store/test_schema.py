@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event, inspect
 
-from monitor import db, stats
+from monitor import db
 from monitor.store.engine import UnsupportedDatabaseError, normalise_url
 from monitor.store.schema import metadata
 from monitor.store.store import Store, StoreError
@@ -135,6 +135,7 @@ def test_stats_command_prints_json(
     store.upgrade()
     store.write(list(call("r1")))
     monkeypatch.setenv("INFERMON_DATABASE_URL", database_url)
+    from monitor import stats
 
     assert stats.main([]) == 0
 
