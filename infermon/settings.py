@@ -6,6 +6,7 @@ variables are twins (`--kafka-bootstrap` / `INFERMON_KAFKA_BOOTSTRAP`).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
@@ -53,7 +54,9 @@ SettingsT = TypeVar("SettingsT", bound=InfermonSettings)
 
 def load_settings(settings_cls: type[SettingsT], argv: Sequence[str], prog: str) -> SettingsT:
     """Flags over environment over defaults; a bad value exits 2 with the reason, no traceback."""
-    source = CliSettingsSource(settings_cls, cli_prog_name=prog)
+    source: CliSettingsSource[argparse.ArgumentParser] = CliSettingsSource(
+        settings_cls, cli_prog_name=prog
+    )
     try:
         return CliApp.run(settings_cls, cli_args=list(argv), cli_settings_source=source)
     except ValidationError as error:

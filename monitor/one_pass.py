@@ -8,19 +8,31 @@ not plain, `prepare_records` returns None and the consumer decodes record by rec
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from monitor.decode import KafkaMessage
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
+from monitor.store.rows import BatchRows
 from monitor.store.store import SUB_BATCH_EVENTS, PreparedBatch, Store
 
 log = logging.getLogger(__name__)
 
-try:  # compiled at install where a C compiler is at hand (setup.py)
-    from monitor._one_pass import one_pass_rows
-except ImportError:
-    one_pass_rows = None
+# The compiled function's signature (_one_pass.pyi): records, the limits, stored_at, as text.
+OnePassRows = Callable[[Sequence[KafkaMessage], int, int, int, int, Any, bool], BatchRows | None]
+
+
+def _compiled() -> OnePassRows | None:
+    """The compiled path, built at install where a C compiler is at hand (setup.py)."""
+    try:
+        from monitor._one_pass import one_pass_rows
+    except ImportError:
+        return None
+    return one_pass_rows
+
+
+one_pass_rows = _compiled()
 ONE_PASS_BUILT = one_pass_rows is not None
 
 

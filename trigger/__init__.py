@@ -13,6 +13,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import uvloop
 
@@ -58,7 +59,8 @@ async def serve(settings: TriggerSettings, client: ModelClient, builder: EventBu
         settings.admin_port,
     )  # fmt: skip
     stop_signal = asyncio.ensure_future(wait_for_shutdown_signal())
-    await asyncio.wait([stop_signal, trigger.failure], return_when=asyncio.FIRST_COMPLETED)
+    either: list[asyncio.Future[Any]] = [stop_signal, trigger.failure]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     if trigger.failure.done():
         log.error("stopping: %s", trigger.failure.result())
     else:

@@ -18,10 +18,12 @@ Three shapes are accepted (`kserve-logger.md` section 9, `cloudevents-kafka.md` 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 from urllib.parse import quote
+
+from confluent_kafka import Message
 
 from infermon import events
 from infermon.events import InvalidEventError
@@ -47,6 +49,20 @@ class InferenceRequest:
     path: str  # what to POST to, from inference_path()
     body: bytes
     content_type: str
+
+
+def record_position(message: Message) -> tuple[int, int]:
+    """(partition, offset) of a consumed record; only an error event has none."""
+    partition, offset = message.partition(), message.offset()
+    if partition is None or offset is None:
+        raise ValueError(f"an error event, not a record: {message.error()}")
+    return partition, offset
+
+
+def record_headers(message: Message) -> Sequence[tuple[str, bytes | None]]:
+    """A consumed record's headers, (name, bytes) pairs. confluent_kafka types a Message's
+    headers for producing too (text values, a dict), which a consumer never gets."""
+    return cast("list[tuple[str, bytes | None]]", message.headers() or [])
 
 
 def inference_path(protocol: Protocol, model_name: str) -> str:

@@ -12,7 +12,7 @@ from confluent_kafka import Message
 from infermon import events
 from infermon.events import KafkaRecord
 from logger.producer.capture import CallRecord
-from trigger.inputs import InferenceRequest
+from trigger.inputs import InferenceRequest, record_headers
 from trigger.model_client import ModelAnswer
 
 EXT_ATTEMPTS: Final = "attempts"
@@ -97,7 +97,7 @@ def dead_letter_headers(
     }
     if failure.status is not None:
         context["statuscode"] = str(failure.status)
-    headers: list[tuple[str, bytes | None]] = list(message.headers() or [])
+    headers = list(record_headers(message))
     headers += [(DLQ_HEADER_PREFIX + name, value.encode()) for name, value in context.items()]
     return headers
 

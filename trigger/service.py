@@ -28,7 +28,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from logger.producer.capture import EventBuilder
 from logger.producer.sink import PERMANENT_ERRORS, EventSink
-from trigger.inputs import InferenceRequest, InvalidInputError, read_request
+from trigger.inputs import (
+    InferenceRequest,
+    InvalidInputError,
+    read_request,
+    record_headers,
+    record_position,
+)
 from trigger.kafka_clients import consumer_config, producer_config
 from trigger.keyed_queue import KeyedQueue
 from trigger.metrics import TriggerMetrics
@@ -140,17 +146,16 @@ class Trigger:
         if error is not None:
             self._on_client_error(error)
             return
-        offsets = self._partitions.get(message.partition())
+        partition, offset = record_position(message)
+        offsets = self._partitions.get(partition)
         if offsets is None:
             return  # a late record of a partition no longer ours
-        offsets.read(message.offset())
+        offsets.read(offset)
         self._open += 1
         self._metrics.consumed.inc()
         key = message.key()
         # Records without a key promise no order, so each is its own key.
-        queue_key: Hashable = (
-            (message.partition(), key) if key is not None else (None, message.offset())
-        )
+        queue_key: Hashable = (partition, key) if key is not None else (None, offset)
         self._queue.put(queue_key, _Pending(message, offsets, time.perf_counter()))
 
     # --- working ---
@@ -174,7 +179,7 @@ class Trigger:
         message, settings = pending.message, self._settings
         try:
             request = read_request(
-                message.headers(), message.value(), message.partition(), message.offset(),
+                record_headers(message), message.value(), *record_position(message),
                 settings.model_name, settings.protocol,
             )  # fmt: skip
         except InvalidInputError as error:
@@ -256,7 +261,8 @@ class Trigger:
         while True:
             try:
                 self._producer.produce(
-                    delivery.topic, delivery.value, delivery.key, headers=delivery.headers,
+                    delivery.topic, delivery.value, delivery.key,
+                    headers=delivery.headers,  # type: ignore[arg-type]  # a list of (str, bytes | None) pairs: produce takes it
                     on_delivery=partial(self._on_delivery, delivery),
                 )  # fmt: skip
                 return
@@ -290,7 +296,7 @@ class Trigger:
         pending.finished = True
         self._open -= 1
         offsets = pending.offsets
-        if offsets.finish(pending.message.offset()) and not offsets.revoked:
+        if offsets.finish(record_position(pending.message)[1]) and not offsets.revoked:
             self._to_store.add(offsets)
 
     def _abandon(self, pending: _Pending) -> None:

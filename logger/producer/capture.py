@@ -197,6 +197,7 @@ class EventBuilder:
         if truncated:
             attributes[events.EXT_TRUNCATED] = "true"
         if self._redactor and body:
+            reason: str | None
             if truncated:  # a cut payload cannot be parsed, so nothing of it is shown
                 body, reason = REDACTED.encode(), "replaced whole: payload truncated"
             else:

@@ -8,7 +8,7 @@ import signal
 
 from prometheus_client import CollectorRegistry
 
-from infermon.admin import admin_app, embedded_server
+from infermon.admin import EmbeddedServer, admin_app, embedded_server
 from logger.producer.metrics import SinkMetrics
 from logger.producer.settings import SinkSettings
 from logger.producer.sink import EventSink
@@ -48,7 +48,7 @@ class SinkRuntime:
         self.sink = EventSink(settings, SinkMetrics(self.registry), self.spool)
         self.accepting = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._admin = None
+        self._admin: EmbeddedServer | None = None
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self.sink.run()))
@@ -68,6 +68,11 @@ async def wait_for_shutdown_signal() -> int:
     """Until SIGTERM or SIGINT; returns the signal number."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[int] = loop.create_future()
+
+    def receive(signum: int) -> None:
+        if not received.done():
+            received.set_result(signum)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda s=signum: received.done() or received.set_result(s))
+        loop.add_signal_handler(signum, receive, signum)
     return await received

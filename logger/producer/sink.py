@@ -355,7 +355,7 @@ class EventSink:
                 self._topic,
                 record.value,
                 record.key,
-                headers=record.headers,
+                headers=record.headers,  # type: ignore[arg-type]  # a list of (str, bytes) pairs: produce takes it
                 on_delivery=partial(self._on_delivery, record, size, time.perf_counter()),
             )
         except BufferError:

@@ -49,7 +49,7 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -332,7 +332,7 @@ class DiskSpool:
         else:
             self._active_damaged = False
 
-    def _pending_frames(self) -> Iterator[tuple[int, int, int, bytes]]:
+    def _pending_frames(self) -> Generator[tuple[int, int, int, bytes], None, None]:
         """(segment number, frame start, frame end, payload) of each uncommitted record."""
         offset = self._read_offset
         for segment in self._segments:

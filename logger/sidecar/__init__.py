@@ -21,7 +21,8 @@ from logger.metrics import ProxyMetrics
 from logger.producer.capture import EventBuilder, EventOptions
 from logger.producer.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
 from logger.settings import LoggerSettings
-from logger.sidecar.proxy import EdgeLimits, ProxyServer, Upstream
+from logger.sidecar.proxy import EdgeLimits, ProxyServer
+from logger.sidecar.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

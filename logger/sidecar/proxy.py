@@ -250,7 +250,7 @@ class ClientConnection(asyncio.Protocol):
             raise self._too_many_headers()
         if self._parser.should_upgrade():  # type: ignore[union-attr]  # parsing: not stopped
             raise http1.Refusal(501, "protocol upgrades are not proxied", "upgrade")
-        exchange.headers_complete(self._parser)  # type: ignore[arg-type]
+        exchange.headers_complete(self._parser)  # type: ignore[arg-type]  # as above
         if self._active is None:
             self._start(exchange)
         elif len(self._waiting) < self.limits.max_pipelined:
@@ -279,6 +279,7 @@ class ClientConnection(asyncio.Protocol):
     def sweep(self, now: float) -> None:
         """Called every sweep interval: the upstream timeout of the call in progress, and how
         long the client has kept the proxy waiting (for a head, a body, a next request)."""
+        mark: tuple[str, object]  # what the client is at, and a token that changes as it moves
         active = self._active
         if active is not None:
             if active.deadline <= now:

@@ -148,7 +148,10 @@ def _instances_frame(dialect: str, cursor_rows: Sequence[Any]) -> pd.DataFrame:
 
 def _parse_all(texts: tuple[str | None, ...]) -> list[Any]:
     """JSON texts (or NULLs) to values with one parser call, not one per row."""
-    return json.loads("[" + ",".join("null" if text is None else text for text in texts) + "]")
+    values: list[Any] = json.loads(
+        "[" + ",".join("null" if text is None else text for text in texts) + "]"
+    )
+    return values
 
 
 def _objects_frame(values: list[Any], name: str) -> pd.DataFrame:
