@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml setup.py README.md ./
 COPY infermon ./infermon
 COPY logger ./logger
+COPY trigger ./trigger
 COPY monitor ./monitor
 COPY dashboards ./dashboards
 # gcc only while installing: it compiles the monitor's one-pass path (setup.py), then goes.

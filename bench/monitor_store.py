@@ -35,11 +35,12 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import event
 
-from monitor import store_read, store_write
-from monitor.records import StoredEvent
-from monitor.schema import as_utc, sqlite_time_text
-from monitor.store import Store
-from monitor.store_rows import INFERENCE_COLUMNS, INSTANCE_COLUMNS, BatchRows, batch_rows, to_json
+from monitor.store import read as store_read
+from monitor.store import write as store_write
+from monitor.store.records import StoredEvent
+from monitor.store.rows import INFERENCE_COLUMNS, INSTANCE_COLUMNS, BatchRows, batch_rows, to_json
+from monitor.store.schema import as_utc, sqlite_time_text
+from monitor.store.store import Store
 
 BATCH_EVENTS = 5000  # MonitorSettings.batch_max_events
 REQUEST_BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'

@@ -30,8 +30,8 @@ from monitor_store import bare_insert_rate, postgresql_database
 
 from infermon import events
 from monitor.service import DecodedBatch
-from monitor.store import Store
-from monitor.store_rows import BatchRows
+from monitor.store.rows import BatchRows
+from monitor.store.store import Store
 from tests.fixtures.broker import TansuBroker, create_topic
 from tests.fixtures.processes import ServerProcess, free_port, http_ok
 from tests.fixtures.prometheus import scrape

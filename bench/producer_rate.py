@@ -18,16 +18,17 @@ import common  # noqa: F401  (puts the repository on sys.path)
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
-from logger.capture import CallRecord, EventBuilder, EventOptions
-from logger.metrics import SinkMetrics
+from logger.producer.capture import CallRecord, EventBuilder
+from logger.producer.metrics import SinkMetrics
+from logger.producer.sink import EventSink
 from logger.settings import LoggerSettings
-from logger.sink import EventSink
+from logger.sidecar import event_options
 from tests.fixtures.broker import TansuBroker, create_topic
 
 
 def build_records(count: int) -> tuple[list, float]:
     builder = EventBuilder(
-        EventOptions.of_logger(LoggerSettings(inference_service="iris", namespace="bench"))
+        event_options(LoggerSettings(inference_service="iris", namespace="bench"))
     )
     started = time.perf_counter()
     records = []

@@ -15,10 +15,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("infermon.up", "everything on this machine: embedded broker, logger, ingest, monitor"),
     "logger": ("logger.sidecar", "sidecar reverse proxy that logs payload CloudEvents to Kafka"),
     "ingest": ("logger.ingest", "HTTP CloudEvents receiver (KServe logger.url) to Kafka"),
-    "trigger": ("logger.trigger", "inference for requests on a Kafka topic, answers to another"),
+    "trigger": ("trigger", "inference for requests on a Kafka topic, answers to another"),
     "monitor": ("monitor.service", "consume payload events into the SQL store"),
     "counts": ("monitor.counts", "print what the store holds, as JSON row counts"),
-    "db": ("monitor.migrations", "database schema: `infermon db upgrade`"),
+    "db": ("monitor.db", "database schema: `infermon db upgrade`"),
 }
 # old name -> new name: still run, with a note on stderr (stdout unchanged, for scripts).
 DEPRECATED_NAMES: dict[str, str] = {"stats": "counts"}

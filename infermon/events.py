@@ -212,7 +212,7 @@ class BinaryEventEncoder:
 
     def __init__(self, shared: Mapping[str, str], per_event_names: Iterable[str]) -> None:
         self._per_event_names = frozenset(per_event_names) | {"id", "type", "time"}
-        template = {name: "x" for name in self._per_event_names} | dict(shared)
+        template: dict[str, Any] = {name: "x" for name in self._per_event_names} | dict(shared)
         template["time"] = datetime.now(UTC)
         template.setdefault("specversion", "1.0")
         _build(template, b"")  # raises InvalidEventError for a bad name or value
@@ -256,7 +256,7 @@ def _normalise_headers(headers: Iterable[tuple[str, bytes | None]]) -> dict[str,
 
 
 def _is_structured(content_type: str | None) -> bool:
-    return bool(content_type) and content_type.lower().startswith("application/cloudevents")
+    return content_type is not None and content_type.lower().startswith("application/cloudevents")
 
 
 def event_from_kafka(
@@ -355,11 +355,11 @@ def _binary_attributes(headers: Sequence[tuple[str, bytes | None]]) -> dict[str,
         return None
     try:
         attributes: dict[str, Any] = {
-            name: headers[index][1].decode()
-            for index, name in layout.attributes  # type: ignore[union-attr]
+            name: headers[index][1].decode()  # type: ignore[union-attr]  # None: caught below
+            for index, name in layout.attributes
         }
         if layout.content_type is not None:
-            content_type = headers[layout.content_type][1].decode()  # type: ignore[union-attr]
+            content_type = headers[layout.content_type][1].decode()  # type: ignore[union-attr]  # as above
             if _is_structured(content_type):
                 return None
             attributes["datacontenttype"] = content_type

@@ -7,6 +7,7 @@ variables are twins (`--kafka-bootstrap` / `INFERMON_KAFKA_BOOTSTRAP`).
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
@@ -80,7 +81,7 @@ SettingsT = TypeVar("SettingsT", bound=InfermonSettings)
 def load_settings(settings_cls: type[SettingsT], argv: Sequence[str], prog: str) -> SettingsT:
     """Flags over environment over defaults; a bad or missing value is a `UsageError` that
     names its flag (`infermon.cli` prints it and exits 2)."""
-    source: CliSettingsSource[SettingsT] = CliSettingsSource(
+    source: CliSettingsSource[argparse.ArgumentParser] = CliSettingsSource(
         settings_cls, cli_prog_name=prog, cli_exit_on_error=False
     )
     try:

@@ -1,1 +1,2 @@
-"""The data plane: the sidecar proxy, the CloudEvents ingest endpoint, and producing to Kafka."""
+"""The HTTP producers: the sidecar proxy (`sidecar/`) and the CloudEvents ingest endpoint
+(`ingest.py`), with the producer core they and the trigger share (`producer/`)."""

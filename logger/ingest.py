@@ -23,9 +23,9 @@ from infermon.admin import embedded_server
 from infermon.events import CloudEvent, InvalidEventError, KafkaRecord
 from infermon.settings import load_settings
 from logger.metrics import IngestMetrics
-from logger.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
+from logger.producer.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
+from logger.producer.sink import EventSink, record_fit
 from logger.settings import IngestSettings
-from logger.sink import EventSink, record_fit
 
 log = logging.getLogger(__name__)
 

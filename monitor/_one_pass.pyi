@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from monitor.decode import KafkaMessage
-from monitor.store_rows import BatchRows
+from monitor.store.rows import BatchRows
 
 def one_pass_rows(
     messages: Sequence[KafkaMessage],

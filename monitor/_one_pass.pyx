@@ -1,14 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, infer_types=True
 """The usual batch, from Kafka records to rows in one pass, compiled.
 
-`decode` and `store_rows.batch_rows` handle every record there is, through a `StoredEvent`
+`decode` and `rows.batch_rows` handle every record there is, through a `StoredEvent`
 per record and an `_Inference` per call, in Python; that was two thirds of the monitor's CPU
 per event. Most batches are plainer: binary-mode events of header names seen before, each
 once, at most one request and one response per call, times in UTC. For those this builds the
 very same rows (tests/monitor/test_one_pass.py compares them on generated batches) without
 the intermediate objects. It does in C only what pays (BENCHMARKS.md): reading the header
 texts (a copy of `events._binary_attributes`), the SQLite time text, and v1 `instances` of
-equal-width lists and v1 `predictions`; JSON text is orjson's, as `store_rows.to_json` makes
+equal-width lists and v1 `predictions`; JSON text is orjson's, as `rows.to_json` makes
 it first; every other rule is the general path's own helper, called from here. A record it
 is not sure about sends the whole batch back to the general path: `one_pass_rows` returns
 None.
@@ -45,7 +45,7 @@ from monitor.decode import (
     parsed_payload,
     status_code_of,
 )
-from monitor.store_rows import BatchRows, finite, int32, latency_ms, to_json
+from monitor.store.rows import BatchRows, finite, int32, latency_ms, to_json
 
 import_datetime()
 
@@ -163,7 +163,7 @@ cdef dict attributes_of(list headers):
 
 
 cdef str json_text(object value):
-    """`store_rows.to_json`, whose first step is this; it takes what orjson refuses."""
+    """`rows.to_json`, whose first step is this; it takes what orjson refuses."""
     try:
         return (<bytes>orjson_dumps(value)).decode()
     except TypeError:
@@ -334,7 +334,7 @@ def one_pass_rows(messages, Py_ssize_t max_event_bytes, Py_ssize_t max_rows,
 
 
 cdef object row_count(object exploded, object not_exploded):
-    """`store_rows.row_count`: exploded or not, within the column's int32."""
+    """`rows.row_count`: exploded or not, within the column's int32."""
     return int32(exploded + not_exploded) if not_exploded else exploded
 
 

@@ -14,10 +14,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from infermon.errors import UsageError, first_line
 from infermon.settings import load_settings
-from monitor.schema import inferences
 from monitor.settings import DatabaseSettings
-from monitor.store import Store, StoreError
-from monitor.store_engine import normalise_url
+from monitor.store.engine import normalise_url
+from monitor.store.schema import inferences
+from monitor.store.store import Store, StoreError
 
 DEFAULT_DATABASE_URL = DatabaseSettings.model_fields["database_url"].default
 

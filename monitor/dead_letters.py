@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from monitor.records import DeadLetter
+from monitor.store.records import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +158,16 @@ class DeadLetterTopic:
 
     def _produce(self, record: LetterRecord, delivered: Any) -> None:
         try:
-            self._producer.produce(self.topic, record.value, record.key,
-                                   headers=record.headers, on_delivery=delivered)  # fmt: skip
+            self._producer.produce(
+                self.topic, record.value, record.key, on_delivery=delivered,
+                headers=record.headers,  # type: ignore[arg-type]  # a list of (str, bytes) pairs: produce takes it
+            )  # fmt: skip
         except BufferError:  # the local queue is full: let it drain once, then try again
             self._producer.flush(DELIVERY_TIMEOUT_S)
-            self._producer.produce(self.topic, record.value, record.key,
-                                   headers=record.headers, on_delivery=delivered)  # fmt: skip
+            self._producer.produce(
+                self.topic, record.value, record.key, on_delivery=delivered,
+                headers=record.headers,  # type: ignore[arg-type]  # a list of (str, bytes) pairs: produce takes it
+            )  # fmt: skip
 
     def _renew_producer(self) -> None:
         """An idempotent producer that hit a fatal error takes nothing more: start afresh."""

@@ -14,7 +14,7 @@ from typing import Protocol
 from infermon import events
 from infermon.events import InvalidEventError
 from monitor.payloads import DEFAULT_MAX_ROWS, ParsedPayload, parse_request, parse_response
-from monitor.records import DeadLetter, EventKind, StoredEvent
+from monitor.store.records import DeadLetter, EventKind, StoredEvent
 
 EVENT_KINDS: dict[str, EventKind] = {
     events.KSERVE_REQUEST_TYPE: "request",

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from monitor.records import PayloadKind
+from monitor.store.records import PayloadKind
 
 __all__ = [
     "DEFAULT_MAX_BATCH_BYTES",

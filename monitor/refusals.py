@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from monitor.records import StoredEvent
-from monitor.store import Store, StoreUnavailableError, WriteResult
+from monitor.store.records import StoredEvent
+from monitor.store.store import Store, StoreUnavailableError, WriteResult
 
 
 def write_refusing(

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
@@ -32,19 +32,14 @@ from infermon.settings import load_settings
 from infermon.throttled_log import ThrottledLog, ThrottledLogs
 from monitor.batch_writer import BatchWriter
 from monitor.dead_letters import DeadLetterDeliveryError, DeadLetterTopic
-from monitor.decode import dead_letter, decode
+from monitor.decode import KafkaMessage, dead_letter, decode
 from monitor.metrics import MonitorMetrics
+from monitor.one_pass import ONE_PASS_BUILT, prepare_records
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
-from monitor.records import DeadLetter, StoredEvent
 from monitor.refusals import write_refusing
 from monitor.settings import MonitorSettings
-from monitor.store import (
-    ONE_PASS_BUILT,
-    PreparedBatch,
-    Store,
-    StoreError,
-    StoreUnavailableError,
-)
+from monitor.store.records import DeadLetter, StoredEvent
+from monitor.store.store import PreparedBatch, Store, StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +64,19 @@ class DecodedBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     records: int = 0
-    messages: Sequence[Message] = ()  # as read: a refused event's dead letter is its record
+    messages: Sequence[KafkaMessage] = ()  # as read: a refused event's dead letter is its record
     started: float = field(default_factory=time.perf_counter)
     prepared: PreparedBatch = EMPTY_BATCH  # the rows to write, by Store.prepare
     in_one_pass: bool = False  # rows made straight from the records: `events` left empty
 
     @classmethod
-    def prepared_by(cls, store: Store, messages: Sequence[Message], limits: BatchLimits
+    def prepared_by(cls, store: Store, messages: Sequence[KafkaMessage], limits: BatchLimits
                     ) -> DecodedBatch:  # fmt: skip
         """The rows of the first records of `messages`, as many as `limits` allow (usually
         all: `records` says how many): in one pass when the store can, else record by record.
         """
-        prepared = store.prepare_records(messages, limits.max_event_bytes, limits.max_rows,
-                                         limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip
+        prepared = prepare_records(store, messages, limits.max_event_bytes, limits.max_rows,
+                                   limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip
         if prepared is None:
             batch = cls.of(messages, limits.max_event_bytes, limits.max_rows,
                            limits.max_batch_rows, limits.max_batch_bytes)  # fmt: skip
@@ -95,7 +90,7 @@ class DecodedBatch:
     @classmethod
     def of(
         cls,
-        messages: Sequence[Message],
+        messages: Sequence[KafkaMessage],
         max_event_bytes: int,
         max_rows: int = DEFAULT_MAX_ROWS,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
@@ -179,11 +174,11 @@ class BatchLimits:
                    settings.batch_max_instances, settings.batch_max_bytes)  # fmt: skip
 
 
-def next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
+def next_offsets(messages: Sequence[KafkaMessage]) -> dict[tuple[str, int], int]:
     """Per partition, the offset after the batch's last record: the position to store."""
     offsets = {}
     for message in messages:  # a partition's records come in offset order
-        offsets[message.topic() or "", message.partition() or 0] = message.offset() + 1
+        offsets[message.topic() or "", message.partition() or 0] = (message.offset() or 0) + 1
     return offsets
 
 
@@ -284,7 +279,9 @@ class MonitorService:
             self.ready = False
             self._close()
 
-    def _is_record(self, message: Message) -> bool:
+    def _is_record(self, message: Message) -> TypeGuard[KafkaMessage]:
+        """A record, not an error event. (confluent_kafka types a Message's headers for
+        producing too, with text values and dicts; a consumed record's are (str, bytes) pairs.)"""
         error = message.error()
         if error is None:
             return True
@@ -292,7 +289,7 @@ class MonitorService:
             self._kafka_log.note(f"consume-{error.code()}", logging.WARNING, f"consume: {error}")
         return False
 
-    def _handle(self, messages: Sequence[Message]) -> None:
+    def _handle(self, messages: Sequence[KafkaMessage]) -> None:
         while messages:  # in more than one batch when its payloads explode into many rows
             batch = DecodedBatch.prepared_by(self._store, messages, self._limits)
             self._finish_in_flight()

@@ -10,7 +10,7 @@ from sqlalchemy.exc import ArgumentError
 from infermon import defaults
 from infermon.settings import InfermonSettings, KafkaSettings
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
-from monitor.store_engine import normalise_url
+from monitor.store.engine import normalise_url
 
 
 class DatabaseSettings(InfermonSettings):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.store import Store
+from monitor.store.store import Store
 from tests.fixtures.infermon_process import InfermonProcess
 from tests.fixtures.processes import REPO_ROOT, free_port, port_open
 

@@ -17,11 +17,11 @@ import pytest
 
 from infermon import defaults, events
 from logger.settings import IngestSettings, LoggerSettings
-from logger.trigger.settings import TriggerSettings
 from monitor.settings import MonitorSettings
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.processes import REPO_ROOT, ServerProcess, http_ok, port_open
 from tests.monitor.consumer_helpers import TEST_GROUP_FLAGS
+from trigger.settings import TriggerSettings
 
 # Each component's ports with its defaults: (command, what, port).
 DEFAULT_PORTS = (

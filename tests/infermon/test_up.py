@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from monitor.store import Store
+from monitor.store.store import Store
 from tests.fixtures.broker import read_topic
 from tests.fixtures.processes import REPO_ROOT, ServerProcess, free_port, http_ok
 from tests.fixtures.toy_model_server import ToyModelServer

@@ -8,12 +8,12 @@ import httpx
 
 from infermon import events
 from logger.ingest import RecordBuilder
+from logger.producer.sink import record_fit
 from logger.settings import IngestSettings
-from logger.sink import record_fit
+from tests.fixtures.events_on_kafka import LoggedEvent, by_type, logged_events
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.toy_model_server import ToyModelServer
 from tests.logger.conftest import StartInfermon
-from tests.logger.events_on_kafka import LoggedEvent, by_type, logged_events
 
 # Exactly the header set KServe's agent sends for a request event (its pkg/logger/worker.go):
 # Go-canonical names, raw JSON in Ce-Metadata, nanosecond Ce-Time.

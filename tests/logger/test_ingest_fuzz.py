@@ -26,9 +26,10 @@ from prometheus_client import CollectorRegistry
 
 from infermon import events
 from logger.ingest import ingest_app
-from logger.metrics import IngestMetrics, SinkMetrics
+from logger.metrics import IngestMetrics
+from logger.producer.metrics import SinkMetrics
+from logger.producer.sink import EventSink
 from logger.settings import IngestSettings
-from logger.sink import EventSink
 from tests.fixtures.broker import read_all, read_topic
 from tests.fixtures.factories import TopicFactory
 

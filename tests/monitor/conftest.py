@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.store import Store
+from monitor.store.store import Store
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from monitor.store import Store
+from monitor.store.store import Store
 from tests.fixtures.infermon_process import AdminProcess
 from tests.fixtures.processes import free_port
 

@@ -16,7 +16,7 @@ from monitor.dead_letters import (
     LetterRecord,
     letter_record,
 )
-from monitor.records import DeadLetter
+from monitor.store.records import DeadLetter
 from tests.fixtures.broker import read_topic
 from tests.fixtures.factories import TopicFactory
 

@@ -10,7 +10,7 @@ import pytest
 
 from infermon import events
 from monitor.decode import decode
-from monitor.records import DeadLetter, StoredEvent
+from monitor.store.records import DeadLetter, StoredEvent
 
 
 @dataclass

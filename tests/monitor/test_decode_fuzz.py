@@ -19,13 +19,14 @@ from sqlalchemy import select
 
 from infermon import events
 from monitor.decode import decode
-from monitor.records import DeadLetter, StoredEvent
-from monitor.schema import dead_letters as dead_letters_table
-from monitor.schema import events as events_table
-from monitor.schema import sqlite_time_text
+from monitor.one_pass import one_pass_rows
 from monitor.service import DecodedBatch
-from monitor.store import Store, one_pass_rows
-from monitor.store_rows import batch_rows
+from monitor.store.records import DeadLetter, StoredEvent
+from monitor.store.rows import batch_rows
+from monitor.store.schema import dead_letters as dead_letters_table
+from monitor.store.schema import events as events_table
+from monitor.store.schema import sqlite_time_text
+from monitor.store.store import Store
 from tests.monitor.test_decode import FakeMessage
 
 MAX_EVENT_BYTES = 50_000

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from infermon import events
-from monitor import store as store_module
+from monitor import one_pass as one_pass_module
 from monitor.decode import decode
-from monitor.records import DeadLetter, StoredEvent
-from monitor.schema import as_utc, sqlite_time_text
-from monitor.store import Store
-from monitor.store_rows import batch_rows
+from monitor.store.records import DeadLetter, StoredEvent
+from monitor.store.rows import batch_rows
+from monitor.store.schema import as_utc, sqlite_time_text
+from monitor.store.store import Store
 from tests.monitor.test_decode import FakeMessage
 
 one_pass = pytest.importorskip(
@@ -227,8 +227,8 @@ def test_a_failing_one_pass_hands_the_batch_to_the_general_path(
     def broken(*_args: object) -> None:
         raise RuntimeError("a bug in the one pass")
 
-    monkeypatch.setattr(store_module, "one_pass_rows", broken)
-    assert store.prepare_records(records, MAX_EVENT_BYTES) is None
+    monkeypatch.setattr(one_pass_module, "one_pass_rows", broken)
+    assert one_pass_module.prepare_records(store, records, MAX_EVENT_BYTES) is None
     assert "decoding it record by record" in caplog.text
     assert "a bug in the one pass" in caplog.text
 

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from sqlalchemy.engine import make_url
 
 from infermon import events
-from monitor.store import Store
+from monitor.store.store import Store
 from tests.fixtures.broker import read_topic
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.infermon_process import InfermonProcess

@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from infermon import events
 from monitor.metrics import MonitorMetrics
-from monitor.records import StoredEvent
 from monitor.service import DecodedBatch, MonitorService
 from monitor.settings import MonitorSettings
-from monitor.store import Store
+from monitor.store.records import StoredEvent
+from monitor.store.store import Store
 from tests.fixtures.broker import read_topic
 from tests.fixtures.factories import TopicFactory
 from tests.monitor.test_decode import FakeMessage

@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from sqlalchemy.engine import make_url
 
 from infermon import events
-from monitor.store import Store
+from monitor.store.store import Store
 from tests.fixtures.broker import unconsumed_records, wait_for_rebalance
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.tcp_proxy import CuttableTcpProxy
@@ -26,7 +26,7 @@ from tests.monitor.consumer_helpers import (
     start_monitor,
     wait_for_stats,
 )
-from tests.monitor.store_helpers import table_rows
+from tests.monitor.store.helpers import table_rows
 
 pytestmark = pytest.mark.slow
 

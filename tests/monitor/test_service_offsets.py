@@ -13,8 +13,8 @@ from sqlalchemy import text
 from monitor.metrics import MonitorMetrics
 from monitor.service import DecodedBatch, MonitorService
 from monitor.settings import MonitorSettings
-from monitor.store import Store
-from tests.monitor.store_helpers import call
+from monitor.store.store import Store
+from tests.monitor.store.helpers import call
 
 
 def test_offsets_of_a_partition_no_longer_assigned_are_skipped_not_fatal(

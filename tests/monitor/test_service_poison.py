@@ -24,7 +24,7 @@ from monitor.dead_letters import (
     HEADER_ORIGINAL_SHA256,
     HEADER_VALUE_CUT_TO,
 )
-from monitor.store import Store
+from monitor.store.store import Store
 from tests.fixtures.broker import read_topic
 from tests.fixtures.factories import TopicFactory
 from tests.monitor.consumer_helpers import MonitorProcess, start_monitor
