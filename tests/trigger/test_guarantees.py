@@ -143,7 +143,9 @@ def test_model_server_down_retries_then_dead_letters_and_once_up_answers_new_inp
         produce_inputs(kafka_bootstrap, input_topic, down)
         metrics = trigger.wait_for_metrics(
             lambda m: m.get('infermon_trigger_dead_lettered_total{reason="unreachable"}') == 10,
-            30, "10 dead letters",
+            # The first of them waits for the group join too, which the test broker can make
+            # take ~25 s on a loaded machine.
+            60, "10 dead letters",
         )  # fmt: skip
         assert metrics['infermon_trigger_retried_total{reason="unreachable"}'] == 20
         assert answered(metrics) == 0
