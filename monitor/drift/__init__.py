@@ -1,0 +1,12 @@
+"""Drift statistics: pure code over numpy, scipy and pandas (no SQL, Kafka or HTTP).
+
+Import the module you need; this package imports nothing itself:
+
+- `columns`: column kinds (numeric, categorical), inferred from the reference.
+- `statistics`: the registry, each statistic declared once (name, kind, column kinds,
+  default threshold, function).
+- `sketch`: a reference summarised once (`summarise`), stored as bytes, reused by every window.
+- `report`: a window compared with a reference sketch (`compare`): a `DriftReport` of
+  `FeatureDrift`s, never NaN, never an exception for what the data holds.
+- `config`: `DriftConfig`, the choices a user makes (tests, thresholds, correction).
+"""
