@@ -252,7 +252,9 @@ def _outliers(raw: object, where: str) -> tuple[Method | None, float]:
     entry = _mapping(raw, where, ("method", "fpr"))
     at = _joiner(where)
     method = _choice(entry.get("method", ModelDetection.outliers), at("method"), _METHODS)
-    fpr = _share(entry["fpr"], at("fpr"), upper_open=True) if "fpr" in entry else 0.01
+    fpr = ModelDetection.outlier_fpr
+    if "fpr" in entry:
+        fpr = _share(entry["fpr"], at("fpr"), upper_open=True)
     return method, fpr  # type: ignore[return-value]  # one of Method's values, checked above
 
 
