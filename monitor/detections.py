@@ -74,7 +74,8 @@ class DetectionMetrics:
         self.events_dropped = Counter(
             "infermon_monitor_detection_events_dropped",
             "drift and outlier CloudEvents not sent, by reason (queue_full: the local queue was "
-            "full; undelivered: Kafka did not take it in time; unbuildable; closed)",
+            "full; undelivered: Kafka did not take it in time; refused: by the producer, e.g. too "
+            "large; unbuildable: not JSON; closed)",
             ["reason"],
             registry=registry,
         )
@@ -214,7 +215,7 @@ class DetectionPublisher:
         except BufferError:
             self._drop("queue_full", "the queue for Kafka is full (is Kafka reachable?)")
         except KafkaException as error:  # too large for message.max.bytes, among others
-            self._drop("unbuildable", f"{kind} event for {window.model!r}: {error}")
+            self._drop("refused", f"{kind} event for {window.model!r}: {error}")
 
     def _record(self, event_type: str, kind: str, window: _Window, data: Any) -> KafkaRecord:
         attributes: dict[str, Any] = {

@@ -269,3 +269,12 @@ def test_a_report_that_is_not_json_is_dropped_not_raised(
     assert sample(registry, "webhooks_failed", reason="unbuildable") == 1
     target.close(1)
     assert server.bodies == []
+
+
+def test_a_report_too_large_for_the_producer_is_dropped_not_raised() -> None:
+    target, registry = publisher(
+        f"127.0.0.1:{free_port()}", kafka={"message.max.bytes": 1000, "message.timeout.ms": 500}
+    )
+    drift(target, report={**REPORT, "note": "x" * 2000})
+    assert sample(registry, "detection_events_dropped", reason="refused") == 1
+    target.close(1)
