@@ -125,7 +125,15 @@ class OutlierDetector:
             with np.load(BytesIO(data), allow_pickle=False) as stored:
                 arrays = {key: stored[key] for key in stored.files}
             return cls._from_arrays(arrays)
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            zipfile.BadZipFile,
+        ) as exc:
             raise ValueError(f"not a stored outlier detector: {exc}") from None
 
     @classmethod

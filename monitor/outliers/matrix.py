@@ -84,7 +84,7 @@ def _floats(column: pd.Series) -> np.ndarray:
 
 
 def _float(value: Any) -> float:
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+    if not isinstance(value, int | float | np.number | np.bool_):
         return math.nan
     try:
         return float(value)

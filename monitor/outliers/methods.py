@@ -151,6 +151,8 @@ class IsolationForest:
         return self._forest
 
     def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(x) == 0:  # scikit-learn refuses an empty matrix
+            return np.zeros(0), np.zeros(x.shape)
         # Every split lies within the sample's range, so clipping to it changes no path,
         # and keeps any float a window may hold inside float32.
         inside = np.clip(x, self.sample.min(axis=0), self.sample.max(axis=0))
