@@ -61,7 +61,7 @@ class OutlierScores:
     scores: np.ndarray  # (n,) higher: more unusual
     threshold: float
     is_outlier: np.ndarray  # (n,) bool: score > threshold
-    contributions: np.ndarray  # (n, len(columns)): each feature's part of the score
+    contributions: np.ndarray  # (n, len(columns)): each feature's share of the score, sum 1
     p_values: np.ndarray  # (n,) (1 + #{reference scores ≥ score}) / (1 + reference rows)
     imputed: np.ndarray  # (n,) how many of the instance's features took the reference median
 

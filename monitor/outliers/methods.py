@@ -48,11 +48,8 @@ class Model(Protocol):
 
 
 def shares(parts: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Each row's parts divided by its total; a row with total 0 gets all zeros."""
-    result = np.zeros_like(parts)
-    positive = total > 0
-    result[positive] = parts[positive] / total[positive, None]
-    return result
+    """Each row's parts divided by its total; a row with total 0 (its parts all 0) stays 0."""
+    return parts / np.where(total > 0, total, 1.0)[:, None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +78,8 @@ class RobustZ:
         return z
 
     def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        squares = self.z(x) ** 2
+        z = self.z(x)
+        squares = np.square(z, out=z)
         total = squares.sum(axis=1)
         return np.sqrt(total), shares(squares, total)
 
@@ -113,7 +111,7 @@ class Mahalanobis:
             u = (x - self.mean) / self.std
         np.clip(u, -Z_CAP, Z_CAP, out=u)
         whitened = u @ self.whitening
-        squared = (whitened**2).sum(axis=1)
+        squared = np.einsum("ij,ij->i", whitened, whitened)
         # Feature j's term of uᵀΣ⁺u is u_j·(Σ⁺u)_j; the terms add up to the squared distance.
         terms = u * (whitened @ self.whitening.T)
         return np.sqrt(squared), shares(terms, squared)
