@@ -77,9 +77,9 @@ def category_codes(values: pd.Series, categories: Mapping[str, int]) -> tuple[np
     """Each value's index in `categories`; -1 for a missing value, -2 for an unseen one. Also
     the number of distinct unseen values. Hashes the values once (`pd.factorize`), and labels
     only the distinct ones."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes, uniques = _factorize(values)
     mapping = np.array(
-        [categories.get(category_label(value), -2) for value in uniques], dtype=np.int64
+        [categories.get(category_label(value), -2) for value in _listed(uniques)], dtype=np.int64
     )
     unseen = int(np.count_nonzero(mapping == -2))
     if mapping.size == 0:
@@ -91,8 +91,8 @@ def category_codes(values: pd.Series, categories: Mapping[str, int]) -> tuple[np
 def reference_categories(values: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The reference's categories (most frequent first, ties by label), their counts, and each
     value's code (-1: missing)."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    labels = [category_label(value) for value in uniques]
+    codes, uniques = _factorize(values)
+    labels = [category_label(value) for value in _listed(uniques)]
     counts = np.bincount(codes[codes >= 0], minlength=len(uniques)).astype(np.int64)
     merged: dict[str, int] = {}
     for label, count in zip(labels, counts.tolist(), strict=True):
@@ -102,3 +102,17 @@ def reference_categories(values: pd.Series) -> tuple[list[str], np.ndarray, np.n
     remap = np.array([index[label] for label in labels], dtype=np.int64)
     value_codes = np.where(codes >= 0, remap[np.maximum(codes, 0)] if remap.size else -1, -1)
     return ordered, np.array([merged[label] for label in ordered], dtype=np.int64), value_codes
+
+
+def _listed(uniques: object) -> list[object]:
+    """Python values in one call (item by item is slow for Arrow-backed strings)."""
+    tolist = getattr(uniques, "tolist", None)
+    return list(tolist()) if callable(tolist) else list(uniques)  # type: ignore[call-overload]
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    try:
+        return pd.factorize(values, use_na_sentinel=True)  # type: ignore[no-any-return]
+    except TypeError:  # unhashable values (lists, objects from JSON): their text instead
+        text = values.map(str, na_action="ignore")
+        return pd.factorize(text, use_na_sentinel=True)  # type: ignore[no-any-return]

@@ -155,7 +155,7 @@ class _Tested:
 
 def compare(sketch: ReferenceSketch, current: pd.DataFrame, config: DriftConfig) -> DriftReport:
     """Each of the sketch's columns that `config` selects, in `current` (missing: all missing)."""
-    frame = current.rename(columns=str)
+    frame = _string_columns(current)
     rows = len(frame)
     tested = [
         _test_column(name, column, frame[name] if name in frame.columns else None, rows, config)
@@ -184,6 +184,12 @@ def compare(sketch: ReferenceSketch, current: pd.DataFrame, config: DriftConfig)
         features=features,
         multivariate=_multivariate(sketch, frame, config) if config.multivariate == "mmd" else None,
     )
+
+
+def _string_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    if all(isinstance(name, str) for name in frame.columns):
+        return frame
+    return frame.rename(columns=str)
 
 
 def _selected(name: str, config: DriftConfig) -> bool:
