@@ -178,3 +178,10 @@ def test_an_unknown_test_names_the_known_ones(
         "--test", "nope",
     )  # fmt: skip
     assert code == 2 and "--test 'nope': unknown test: choose one of ks, chisquare" in err
+
+
+def test_the_help_names_every_statistic_of_the_registry() -> None:
+    from monitor.drift.statistics import STATISTICS
+    from monitor.drift_command import TEST_NAMES
+
+    assert tuple(STATISTICS) == TEST_NAMES
