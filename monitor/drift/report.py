@@ -12,11 +12,8 @@ status saying why, and no statistic:
 Thresholds: a column's own configured threshold, else the calibrated one (distances, with
 `threshold_mode="calibrated"` and a sketch calibrated for the window size), else the
 configured threshold for every column, else the test's default. The p-value tests of the
-columns tested are then corrected together: `bonferroni` divides each threshold by their
-number; `fdr` (Benjamini-Hochberg) finds the largest k with the k-th smallest p / threshold
-<= k / n, and each threshold becomes threshold·k / n (k = 1 when none passes, so no p-value is
-below it); drift is p < threshold (p <= threshold under `fdr`, its own rule). A column's
-threshold is always one number.
+columns tested are then corrected together (`corrections`); a column's threshold is always one
+number.
 
 Beside each test, the share of missing values in the window and the reference is compared
 (pooled two-proportion z-test at `missing_threshold`, corrected across the columns like the
@@ -34,6 +31,7 @@ import pandas as pd
 
 from monitor.drift.columns import NotNumeric, numeric_values
 from monitor.drift.config import ColumnKind, DriftConfig
+from monitor.drift.corrections import correct
 from monitor.drift.multivariate import MMD_MIN_SAMPLE, mmd_test, standardise, subsample
 from monitor.drift.sketch import ReferenceSketch
 from monitor.drift.statistics import STATISTICS, Statistic, automatic, two_proportion_z
@@ -334,25 +332,6 @@ def _corrected(tested: list[_Tested], config: DriftConfig) -> tuple[list[float],
         for position, i in enumerate(family):
             thresholds[i], drifts[i] = float(corrected[position]), bool(flagged[position])
     return thresholds, drifts
-
-
-def correct(
-    p_values: np.ndarray, levels: np.ndarray, correction: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each test's corrected threshold, and whether it flags (see the module's docstring)."""
-    n = p_values.size
-    if correction == "none":
-        return levels, p_values < levels
-    if correction == "bonferroni":
-        return levels / n, p_values < levels / n
-    safe = np.where(levels > 0, levels, 1.0)
-    ratios = np.where(levels > 0, p_values / safe, np.inf)
-    ranked = np.sort(ratios)
-    passing = np.flatnonzero(ranked <= np.arange(1, n + 1) / n)
-    k = int(passing[-1]) + 1 if passing.size else 1
-    thresholds = levels * k / n
-    flagged = p_values <= thresholds if passing.size else np.zeros(n, dtype=bool)
-    return thresholds, flagged
 
 
 def _missing_drifts(tested: list[_Tested], config: DriftConfig) -> list[bool]:

@@ -12,7 +12,8 @@ import pytest
 from scipy import stats
 
 from monitor.drift.config import DriftConfig
-from monitor.drift.report import DriftReport, FeatureDrift, compare, correct
+from monitor.drift.corrections import correct
+from monitor.drift.report import DriftReport, FeatureDrift, compare
 from monitor.drift.sketch import summarise
 from monitor.drift.statistics import STATISTICS
 
