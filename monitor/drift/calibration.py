@@ -40,7 +40,7 @@ def calibrated(
 ) -> ColumnSketch:
     rows = column.rows
     size = min(window_size, rows // 2)
-    if size < 1:
+    if size < 1 or config.calibration_rounds < 2:  # a spread needs two distances
         return column
     statistics = distances_for(column.kind)
     split = (
@@ -54,7 +54,7 @@ def calibrated(
         chosen[rng.choice(rows, size, replace=False)] = True
         rest, window = split(chosen)
         distances[round_] = [s.function(rest, window).statistic for s in statistics]
-    spread = distances.std(axis=0, ddof=1) if config.calibration_rounds > 1 else 0.0
+    spread = distances.std(axis=0, ddof=1)
     thresholds = distances.mean(axis=0) + CALIBRATION_SIGMAS * spread
     found = {s.name: float(t) for s, t in zip(statistics, thresholds, strict=True)}
     return replace(column, calibrated=found)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from monitor.drift.columns import NotNumeric, numeric_values
+from monitor.drift.columns import NotNumeric, numeric_values, with_text_names
 from monitor.drift.config import ColumnKind, DriftConfig
 from monitor.drift.corrections import correct
 from monitor.drift.multivariate import MMD_MIN_SAMPLE, mmd_test, standardise, subsample
@@ -153,7 +153,7 @@ class _Tested:
 
 def compare(sketch: ReferenceSketch, current: pd.DataFrame, config: DriftConfig) -> DriftReport:
     """Each of the sketch's columns that `config` selects, in `current` (missing: all missing)."""
-    frame = _string_columns(current)
+    frame = with_text_names(current)
     rows = len(frame)
     tested = [
         _test_column(name, column, frame[name] if name in frame.columns else None, rows, config)
@@ -182,12 +182,6 @@ def compare(sketch: ReferenceSketch, current: pd.DataFrame, config: DriftConfig)
         features=features,
         multivariate=_multivariate(sketch, frame, config) if config.multivariate == "mmd" else None,
     )
-
-
-def _string_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    if all(isinstance(name, str) for name in frame.columns):
-        return frame
-    return frame.rename(columns=str)
 
 
 def _selected(name: str, config: DriftConfig) -> bool:

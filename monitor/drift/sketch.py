@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.drift.calibration import calibrated
-from monitor.drift.columns import infer_kinds, numeric_values
+from monitor.drift.columns import infer_kinds, numeric_values, with_text_names
 from monitor.drift.config import ColumnKind, DriftConfig
 from monitor.drift.multivariate import standardise, subsample
 from monitor.drift.summary import ColumnSketch, summarise_column
@@ -154,7 +154,7 @@ def summarise(
 ) -> ReferenceSketch:
     """`window_size`: the instances a window will hold, for thresholds calibrated on the
     reference (`config.threshold_mode == "calibrated"`)."""
-    frame = reference.rename(columns=str)
+    frame = with_text_names(reference)
     kinds = infer_kinds(frame, config.kinds)
     calibrate = config.threshold_mode == "calibrated" and window_size is not None
     rng = np.random.default_rng(config.seed)

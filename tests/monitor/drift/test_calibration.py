@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from monitor.drift.config import DriftConfig
+from monitor.drift.report import compare
 from monitor.drift.sketch import summarise
 from tests.monitor.drift.frames import mixed_frame
 
@@ -23,7 +26,12 @@ def test_calibration_draws_windows_against_the_other_rows_and_stores_mean_plus_3
     assert summarise(frame, DriftConfig(), window_size=50).window_size is None  # mode default
 
 
-def test_a_reference_too_small_to_split_keeps_the_default_thresholds() -> None:
-    config = DriftConfig(threshold_mode="calibrated")
-    sketch = summarise(pd.DataFrame({"x": [1.0]}), config, window_size=10)
+@pytest.mark.parametrize(("rows", "rounds"), [(1, 50), (100, 1), (100, 0)])
+def test_too_small_a_reference_or_too_few_rounds_keeps_the_default_thresholds(
+    rows: int, rounds: int
+) -> None:
+    config = DriftConfig(threshold_mode="calibrated", calibration_rounds=rounds, numeric_test="psi")
+    sketch = summarise(pd.DataFrame({"x": np.arange(float(rows))}), config, window_size=10)
     assert sketch.columns["x"].calibrated == {}
+    report = compare(sketch, pd.DataFrame({"x": [1.0, 2.0]}), config)
+    assert report.features[0].threshold_source == "default"

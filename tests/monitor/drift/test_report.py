@@ -262,3 +262,11 @@ def test_include_and_exclude_select_columns() -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 4.0], "c": [0.5, 1.5, 9.0]})
     assert [f.column for f in report_of(frame, frame, include=["a", "c"]).features] == ["a", "c"]
     assert [f.column for f in report_of(frame, frame, exclude=["a"]).features] == ["b", "c"]
+
+
+def test_names_that_are_not_text_or_repeat_are_handled() -> None:
+    reference = pd.DataFrame([[1.0, 2.0, 3.0], [2.0, 3.0, 4.0]], columns=[0, "a", "a"])
+    current = pd.DataFrame([[1.5, 2.5, 9.0]], columns=[0, "a", "a"])
+    report = report_of(reference, current)
+    assert [f.column for f in report.features] == ["0", "a"]
+    assert all(f.status == "ok" for f in report.features)
