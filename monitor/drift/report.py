@@ -283,8 +283,8 @@ def _same_single_value(column: ColumnSketch, window: Window) -> bool:
 def _run(result: _Tested, statistic: Statistic, column: ColumnSketch, window: Window) -> None:
     try:
         outcome = statistic.function(column, window)
-    except (ValueError, ArithmeticError, IndexError) as error:  # scipy's limits on odd samples
-        result.status, result.reason = "error", f"{statistic.name}: {error}"
+    except Exception as error:  # e.g. scipy's limits on odd samples: this column's status
+        result.status, result.reason = "error", f"{statistic.name}: {error or type(error).__name__}"
         return
     numbers = (
         [outcome.statistic] if outcome.p_value is None else [outcome.statistic, outcome.p_value]

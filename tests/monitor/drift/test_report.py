@@ -13,7 +13,7 @@ import pytest
 from monitor.drift.config import DriftConfig
 from monitor.drift.report import DriftReport, FeatureDrift, compare
 from monitor.drift.sketch import summarise
-from monitor.drift.statistics import STATISTICS
+from monitor.drift.statistics import NUMERIC, STATISTICS, Outcome, Statistic
 
 FEATURE_KEYS = {
     "column", "kind", "test", "statistic", "p_value", "distance", "threshold",
@@ -270,3 +270,25 @@ def test_names_that_are_not_text_or_repeat_are_handled() -> None:
     report = report_of(reference, current)
     assert [f.column for f in report.features] == ["0", "a"]
     assert all(f.status == "ok" for f in report.features)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [(RuntimeError("no convergence"), "failing: no convergence"),
+     (Outcome(float("nan"), 0.5), "failing gave no number for this data")],
+)  # fmt: skip
+def test_a_statistic_that_fails_or_gives_nan_is_that_columns_error_only(
+    monkeypatch: pytest.MonkeyPatch, outcome: object, reason: str
+) -> None:
+    def failing(reference: object, window: object) -> Outcome:
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome  # type: ignore[return-value]
+
+    monkeypatch.setitem(
+        STATISTICS, "failing", Statistic("failing", "p-value", NUMERIC, 0.05, 1, failing, "x")
+    )
+    frame = pd.DataFrame({"x": np.linspace(0, 1, 12), "y": np.linspace(0, 1, 12)})
+    report = report_of(frame, frame + 5, tests={"x": "failing"}, numeric_test="ks")
+    assert (feature(report, "x").status, feature(report, "x").reason) == ("error", reason)
+    assert feature(report, "y").status == "ok" and report.valid == 1
