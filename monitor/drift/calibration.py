@@ -48,15 +48,20 @@ def calibrated(
         if column.kind == "numeric"
         else _categorical_split(values, column)
     )
-    distances = np.empty((config.calibration_rounds, len(statistics)))
-    for round_ in range(config.calibration_rounds):
+    distances: dict[str, list[float]] = {s.name: [] for s in statistics}
+    for _ in range(config.calibration_rounds):
         chosen = np.zeros(rows, dtype=bool)
         chosen[rng.choice(rows, size, replace=False)] = True
         rest, window = split(chosen)
-        distances[round_] = [s.function(rest, window).statistic for s in statistics]
-    spread = distances.std(axis=0, ddof=1)
-    thresholds = distances.mean(axis=0) + CALIBRATION_SIGMAS * spread
-    found = {s.name: float(t) for s, t in zip(statistics, thresholds, strict=True)}
+        for statistic in statistics:
+            # As in a report: a draw with too few values present is not tested, so not counted.
+            if min(rest.count, window.count) >= statistic.min_sample:
+                distances[statistic.name].append(statistic.function(rest, window).statistic)
+    found = {
+        name: float(np.mean(values) + CALIBRATION_SIGMAS * np.std(values, ddof=1))
+        for name, values in distances.items()
+        if len(values) >= 2 and np.all(np.isfinite(values))
+    }
     return replace(column, calibrated=found)
 
 
