@@ -38,6 +38,7 @@ sides are dropped; PSI and KL, infinite with an empty bin on one side, replace a
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -217,30 +218,37 @@ def wasserstein(
     to the larger of both maxima with t = 1.
     """
     n, m = reference_sorted.size, current_sorted.size
-    at_points = _integral_at(reference_sorted, prefix, current_sorted)
     end = max(float(reference_sorted[-1]), float(current_sorted[-1]))
-    starts, ends = current_sorted, np.append(current_sorted[1:], end)
-    at_starts = at_points
-    at_ends = np.append(at_points[1:], _integral_at(reference_sorted, prefix, np.array([end])))
-    steps = np.arange(1, m + 1, dtype=np.int64)
-    level = steps / m
-    quantile_rank = (steps * n + m - 1) // m  # ceil(j·n/m), exact in integers
-    quantile = reference_sorted[quantile_rank - 1]
-    upper = np.minimum(ends, quantile)
-    at_upper = np.where(ends < quantile, at_ends, prefix[quantile_rank - 1])
+    points = np.append(current_sorted, end)
+    at = _integral_at(reference_sorted, prefix, points)
+    starts, ends, at_starts, at_ends = points[:-1], points[1:], at[:-1], at[1:]
+    level, rank = _levels(n, m)
+    quantile = reference_sorted[rank - 1]
+    before_quantile = ends < quantile
+    upper = np.where(before_quantile, ends, quantile)
+    at_upper = np.where(before_quantile, at_ends, prefix[rank])
     below = np.where(starts < quantile, level * (upper - starts) - (at_upper - at_starts), 0.0)
     pieces = (at_ends - at_starts) - level * (ends - starts) + 2.0 * below
-    return float(max(at_points[0] + np.sum(pieces), 0.0))
+    return float(max(at[0] + np.sum(pieces), 0.0))
+
+
+@functools.lru_cache(maxsize=16)
+def _levels(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """j/m and ceil(j·n/m) (exact, in integers) for j = 1..m; windows repeat their size."""
+    steps = np.arange(1, m + 1, dtype=np.int64)
+    level, rank = steps / m, (steps * n + m - 1) // m
+    level.flags.writeable = rank.flags.writeable = False
+    return level, rank
 
 
 def _integral_at(
     reference_sorted: np.ndarray, prefix: np.ndarray, points: np.ndarray
 ) -> np.ndarray:
-    """H(x) = ∫_{-inf}^{x} F_ref, piecewise linear between the reference's values."""
-    n = reference_sorted.size
+    """H(x) = ∫_{-inf}^{x} F_ref, piecewise linear between the reference's values. With k
+    reference values <= x: H(r_k) + (k/n)(x - r_k); for k = 0 the index wraps, times 0."""
     k = np.searchsorted(reference_sorted, points, side="right")
-    last = np.maximum(k - 1, 0)
-    return np.where(k > 0, prefix[last] + k / n * (points - reference_sorted[last]), 0.0)
+    result: np.ndarray = prefix[k] + k / reference_sorted.size * (points - reference_sorted[k - 1])
+    return result
 
 
 # --- the registry ----------------------------------------------------------------------------
