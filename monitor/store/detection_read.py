@@ -66,13 +66,12 @@ def _window(row: Row[Any]) -> WindowRow:
     )
 
 
-def latest_reference(connection: Connection, model: str) -> Reference | None:
-    row = connection.execute(
-        select(drift_references)
-        .where(drift_references.c.model == model)
-        .order_by(drift_references.c.version.desc())
-        .limit(1)
-    ).first()
+def reference(connection: Connection, model: str, version: int | None) -> Reference | None:
+    """The model's reference of `version`; None: its newest."""
+    query = select(drift_references).where(drift_references.c.model == model)
+    if version is not None:
+        query = query.where(drift_references.c.version == version)
+    row = connection.execute(query.order_by(drift_references.c.version.desc()).limit(1)).first()
     if row is None:
         return None
     m = row._mapping

@@ -58,9 +58,10 @@ class DetectionStore:
         return key
 
     # References
-    def latest_reference(self, model: str) -> Reference | None:
-        reference: Reference | None = self._read(detection_read.latest_reference, model)
-        return reference
+    def reference(self, model: str, version: int | None = None) -> Reference | None:
+        """The model's reference of `version`; None: its newest."""
+        found: Reference | None = self._read(detection_read.reference, model, version)
+        return found
 
     def add_reference(self, reference: Reference) -> Reference:
         """Stores `reference`; if another monitor stored its version first, that one."""
@@ -70,7 +71,7 @@ class DetectionStore:
                     detection_write.insert_reference(connection, reference, utc_now())
             except sa_exc.IntegrityError:
                 pass  # the same reference, summarised by another monitor of the group
-        stored = self.latest_reference(reference.model)
+        stored = self.reference(reference.model)
         if stored is None:  # written or found above
             raise LookupError(f"no reference stored for {reference.model!r}")
         return stored
