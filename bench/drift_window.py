@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import orjson
 from monitor_throughput import (
-    POSTGRES_ADMIN_DSN,
     create_topic,
     database_url,
     monitor_rate,
@@ -40,7 +39,7 @@ from monitor.detection_config import ModelDetection, ReferenceSpec, WindowSpec
 from monitor.evaluation import evaluate
 from monitor.references import LoadedReference, reference_data, summarised
 from monitor.store.detection_store import DetectionStore
-from monitor.store.schema import instances, sqlite_time_text
+from monitor.store.schema import sqlite_time_text
 from monitor.store.store import Store
 from monitor.store.windows import InstanceRange, WindowBounds
 from tests.fixtures.broker import TansuBroker
@@ -58,8 +57,10 @@ def instance_chunk(start: int, count: int, rng: np.random.Generator) -> list[tup
         features = {f"x{j}": float(numeric[n, j]) for j in range(10)}
         features["colour"] = str(colours[n])
         prediction = {"prediction": float(numeric[n, 0] + numeric[n, 1])}
-        rows.append((f"req-{start + n:08d}", 0, MODEL, T0 + timedelta(milliseconds=start + n),
-                     orjson.dumps(features).decode(), orjson.dumps(prediction).decode()))  # fmt: skip
+        time = T0 + timedelta(milliseconds=start + n)
+        features_json, prediction_json = orjson.dumps(features), orjson.dumps(prediction)
+        rows.append((f"req-{start + n:08d}", 0, MODEL, time, features_json.decode(),
+                     prediction_json.decode()))  # fmt: skip
     return rows
 
 

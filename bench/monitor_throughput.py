@@ -126,7 +126,11 @@ def cpu_of(pids: list[int]) -> float:
 
 
 def monitor_rate(
-    bootstrap: str, topic: str, database_url: str, processes: int, expected: int,
+    bootstrap: str,
+    topic: str,
+    database_url: str,
+    processes: int,
+    expected: int,
     extra: tuple[str, ...] = (),
 ) -> tuple[float, float, float, tuple[float, ...]]:
     """(events/s, the monitor processes' and the database server's CPU µs per event, over
