@@ -59,6 +59,8 @@ def instance_chunk(start: int, count: int, rng: np.random.Generator) -> list[tup
         prediction = {"prediction": float(numeric[n, 0] + numeric[n, 1])}
         time = T0 + timedelta(milliseconds=start + n)
         features_json, prediction_json = orjson.dumps(features), orjson.dumps(prediction)
+        time = T0 + timedelta(milliseconds=start + n)
+        features_json, prediction_json = orjson.dumps(features), orjson.dumps(prediction)
         rows.append((f"req-{start + n:08d}", 0, MODEL, time, features_json.decode(),
                      prediction_json.decode()))  # fmt: skip
     return rows
