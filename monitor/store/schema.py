@@ -6,6 +6,9 @@
 - `instances`: one row per batch row of an inference: the request's features beside the
   response's prediction, paired by row index.
 - `dead_letters`: Kafka records that were not valid CloudEvents, keyed by where they were.
+- Drift detection (migration 0002): `drift_references`, `drift_windows` (claimed by one monitor
+  of the group, then done), `drift_reports` (one per window revision), `drift_features` and
+  `outliers`.
 
 `time` in events, inferences and instances is never NULL, so that it can be indexed and
 sorted: the CloudEvent's time (for an inference and its instances, the request's, else the
