@@ -291,14 +291,18 @@ class DriftEvaluator:
             )
 
 
-def detection_evaluator(settings: MonitorSettings, store: Store, registry: CollectorRegistry
-                        ) -> DriftEvaluator | None:  # fmt: skip
-    """The evaluator `settings` ask for, not started yet; None with --no-detection. A bad
-    --config file is a UsageError."""
+def detection_config(settings: MonitorSettings) -> DetectionConfig | None:
+    """The detection config `settings` ask for; None with --no-detection. A bad --config
+    file is a UsageError: read before anything starts, so that a mistake starts nothing."""
     if not settings.detection:
-        log.info("drift detection off (--no-detection)")
         return None
-    config = load(Path(settings.config)) if settings.config else DetectionConfig()
+    return load(Path(settings.config)) if settings.config else DetectionConfig()
+
+
+def detection_evaluator(
+    settings: MonitorSettings, store: Store, registry: CollectorRegistry, config: DetectionConfig
+) -> DriftEvaluator:
+    """The evaluator, with its publisher (a Kafka producer); not started yet."""
     identity = monitor_id()
     publisher = DetectionPublisher(
         settings.kafka_client_config(), settings.detections_topic,
