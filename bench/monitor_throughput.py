@@ -78,7 +78,7 @@ def raw_consume_rate(bootstrap: str, topic: str, partitions: int, expected: int)
 
 
 def start_monitor(
-    bootstrap: str, topic: str, database_url: str, group: str
+    bootstrap: str, topic: str, database_url: str, group: str, extra: tuple[str, ...] = ()
 ) -> tuple[ServerProcess, str]:
     """A monitor process, and the address of its metrics page."""
     admin_port = free_port()
@@ -86,7 +86,7 @@ def start_monitor(
             "--topic", topic, "--group", group, "--database-url", database_url,
             "--admin-host", "127.0.0.1", "--admin-port", str(admin_port),
             "--session-timeout-ms", "6000",
-            "--kafka-config", "max.poll.interval.ms=30000"]  # fmt: skip
+            "--kafka-config", "max.poll.interval.ms=30000", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = ServerProcess("bench-monitor", argv, cwd=REPO_ROOT, env=env)
     ready = f"http://127.0.0.1:{admin_port}/readyz"
@@ -126,7 +126,12 @@ def cpu_of(pids: list[int]) -> float:
 
 
 def monitor_rate(
-    bootstrap: str, topic: str, database_url: str, processes: int, expected: int
+    bootstrap: str,
+    topic: str,
+    database_url: str,
+    processes: int,
+    expected: int,
+    extra: tuple[str, ...] = (),
 ) -> tuple[float, float, float, tuple[float, ...]]:
     """(events/s, the monitor processes' and the database server's CPU µs per event, over
     the timed span; each process's share of the events stored)."""
@@ -134,7 +139,7 @@ def monitor_rate(
         store.upgrade()
     group = f"bench-{uuid.uuid4().hex[:8]}"
     started_monitors = [
-        start_monitor(bootstrap, topic, database_url, group) for _ in range(processes)
+        start_monitor(bootstrap, topic, database_url, group, extra) for _ in range(processes)
     ]
     monitors = [monitor for monitor, _ in started_monitors]
     metrics = [url for _, url in started_monitors]

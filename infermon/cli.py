@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "monitor.drift_command",
         "compare a data file with a reference, column by column",
     ),
+    "reports": ("monitor.reports", "print the stored drift reports, latest first"),
 }
 # old name -> new name: still run, with a note on stderr (stdout unchanged, for scripts).
 DEPRECATED_NAMES: dict[str, str] = {"stats": "counts"}
