@@ -99,14 +99,19 @@ def load(directory: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return np.load(directory / "reference.npy"), np.load(directory / "current.npy"), names
 
 
-def timings(call: Callable[[], T], repeat: int, warmup: int = 1) -> tuple[list[float], T]:
-    """Seconds per call of `call`, `repeat` times after `warmup` untimed calls; the last result."""
+def timings(
+    call: Callable[[], T], repeat: int, warmup: int = 1
+) -> tuple[list[float], list[float], T]:
+    """Wall and CPU seconds (this process, all threads) per call of `call`, `repeat` times
+    after `warmup` untimed calls; and the last result. On a shared machine the CPU time is
+    the steadier figure: waiting for a core does not count."""
     result = call()
     for _ in range(warmup - 1):
         result = call()
-    seconds = []
+    wall, cpu = [], []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         result = call()
-        seconds.append(time.perf_counter() - started)
-    return seconds, result
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return wall, cpu, result
