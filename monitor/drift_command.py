@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from pydantic import Field, field_validator
@@ -19,9 +19,16 @@ from pydantic import Field, field_validator
 from infermon.errors import UsageError, first_line
 from infermon.settings import CommaList, InfermonSettings, load_settings, split_comma_list
 from monitor.drift.config import DriftConfig
-from monitor.drift.report import DriftReport, FeatureDrift, compare
-from monitor.drift.sketch import summarise
-from monitor.drift.statistics import STATISTICS
+
+if TYPE_CHECKING:
+    from monitor.drift.report import DriftReport, FeatureDrift
+
+# The statistics' names, for the help; `monitor.drift.statistics` (scipy) is imported only once
+# both files are read, so that a mistake is reported at once. A test checks they agree.
+TEST_NAMES = (
+    "ks", "chisquare", "z", "cramer_von_mises", "anderson",
+    "psi", "kl_div", "jensenshannon", "hellinger", "wasserstein",
+)  # fmt: skip
 
 
 def _jsonl(path: Path) -> pd.DataFrame:
@@ -51,7 +58,7 @@ class DriftSettings(InfermonSettings):
     test: str | None = Field(
         None,
         description="the test for every column of a kind it applies to (others: automatic): "
-        + ", ".join(STATISTICS),
+        + ", ".join(TEST_NAMES),
     )
     correction: Literal["none", "bonferroni", "fdr"] = Field(
         "bonferroni", description="correction over the p-value tests"
@@ -71,8 +78,8 @@ class DriftSettings(InfermonSettings):
     @field_validator("test")
     @classmethod
     def _known_test(cls, value: str | None) -> str | None:
-        if value is not None and value not in STATISTICS:
-            raise ValueError(f"unknown test: choose one of {', '.join(STATISTICS)}")
+        if value is not None and value not in TEST_NAMES:
+            raise ValueError(f"unknown test: choose one of {', '.join(TEST_NAMES)}")
         return value
 
 
@@ -83,6 +90,9 @@ def main(argv: Sequence[str]) -> int:
     if reference.empty:
         raise UsageError(f"--reference {settings.reference}: no rows to compare with")
     config = drift_config(settings, reference, current)
+    from monitor.drift.report import compare  # scipy: only once needed
+    from monitor.drift.sketch import summarise
+
     report = compare(summarise(reference, config), current, config)
     if settings.as_json:
         print(json.dumps([feature.as_dict() for feature in report.features], indent=2))
@@ -119,6 +129,8 @@ def drift_config(
         raise UsageError(
             f"{_names(extra)} of --current not in the reference: choose columns with --columns"
         )
+    from monitor.drift.statistics import STATISTICS  # scipy: only once needed
+
     statistic = STATISTICS[settings.test] if settings.test else None
     return DriftConfig(
         include=settings.columns or None,

@@ -239,14 +239,16 @@ def _test_column(
     )
     result = _Tested(
         name, column, test, statistic, "error", problem or column.error, None, None,
-        threshold, source, _missing(values, rows), rows, 0, None,
+        threshold, source, rows, rows, 0, None,
     )  # fmt: skip
     if result.reason is not None or statistic is None:
+        result.window_missing = _missing(values, rows)
         return result
     try:
         window = window_column(values, rows, column)
     except NotNumeric as error:
         result.reason = f"window: {error}"
+        result.window_missing = _missing(values, rows)
         return result
     result.window_missing = window.missing
     result.unseen_categories = window.unseen_values

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +122,7 @@ class ReferenceSketch:
             )
         except SketchFormatError:
             raise
-        except (ValueError, KeyError, TypeError, OSError, EOFError) as error:
+        except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as error:
             raise SketchFormatError(f"not a reference sketch: {error}") from error
 
 

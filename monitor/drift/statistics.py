@@ -45,10 +45,11 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import numpy as np
+import pandas as pd
 from scipy import stats  # type: ignore[import-untyped]  # scipy ships no type information
 
 from monitor.drift.config import ColumnKind
-from monitor.drift.summary import ColumnSketch, Window
+from monitor.drift.summary import ColumnSketch, Window, summarise_column, window_column
 
 EPSILON = 1e-4
 KS_EXACT_MAX = 10_000  # scipy's `ks_2samp` is exact (method auto) up to this many values a side
@@ -289,3 +290,25 @@ def automatic(reference: ColumnSketch) -> Statistic:
 
 def distances_for(kind: ColumnKind) -> list[Statistic]:
     return [s for s in STATISTICS.values() if s.kind == "distance" and kind in s.column_kinds]
+
+
+def evaluate(
+    name: str,
+    reference: np.ndarray | pd.Series | list[object],
+    current: np.ndarray | pd.Series | list[object],
+    kind: ColumnKind = "numeric",
+    n_bins: int = 10,
+) -> Outcome:
+    """One statistic on two raw samples (NaN or None: missing), without a report: for
+    comparisons with other libraries. Raises `ValueError` when the statistic does not apply
+    to `kind` or a side has fewer values than it needs."""
+    statistic = STATISTICS[name]
+    if kind not in statistic.column_kinds:
+        raise ValueError(f"{name} applies to {' or '.join(sorted(statistic.column_kinds))} columns")
+    sketch = summarise_column(pd.Series(reference), kind, n_bins)
+    if sketch.error is not None:
+        raise ValueError(sketch.error)
+    window = window_column(pd.Series(current), len(current), sketch)
+    if min(sketch.count, window.count) < statistic.min_sample:
+        raise ValueError(f"{name} needs {statistic.min_sample} values present on each side")
+    return statistic.function(sketch, window)

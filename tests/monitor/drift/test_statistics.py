@@ -330,3 +330,18 @@ def test_automatic_choice_by_kind_size_and_categories(
         values = pd.Series([f"c{i % categories}" for i in range(count)])
     sketch = summarise_column(values, kind, N_BINS)  # type: ignore[arg-type]
     assert statistics.automatic(sketch).name == expected
+
+
+def test_evaluate_runs_one_statistic_on_raw_samples() -> None:
+    reference, current = numeric_case("mid")
+    direct = statistics.evaluate("ks", reference, current)
+    expected = stats.ks_2samp(reference, current)
+    assert (direct.statistic, direct.p_value) == pytest.approx(
+        (expected.statistic, expected.pvalue)
+    )
+    letters = statistics.evaluate("chisquare", ["a", "b", "b"], ["a", "a", "c"], "categorical")
+    assert letters.p_value is not None and 0.0 < letters.p_value < 1.0
+    with pytest.raises(ValueError, match="chisquare applies to categorical columns"):
+        statistics.evaluate("chisquare", reference, current)
+    with pytest.raises(ValueError, match="anderson needs 2 values"):
+        statistics.evaluate("anderson", [1.0, 2.0], [np.nan, 3.0])
