@@ -240,6 +240,22 @@ def print_agreement(results: dict[str, Result], names: list[str]) -> None:
         f"{tool} {correct[tool]}/{len(names)} ({results[tool].drifted_count} flagged)"
         for tool in tools
     ))  # fmt: skip
+    if "evidently" in results:
+        print_same_scores(results["ours"], results["evidently"])
+
+
+def print_same_scores(ours: Result, evidently: Result) -> None:
+    """Where both chose the normalised Wasserstein distance, the scores should be equal."""
+    pairs = [
+        (ours.columns[name]["score"], column["score"])
+        for name, column in evidently.columns.items()
+        if short(column["test"]) == "wasserstein(normed)"
+        and ours.columns.get(name, {}).get("test") == "wasserstein"
+    ]
+    if pairs:
+        largest = max(abs(mine - theirs) / max(abs(theirs), 1e-12) for mine, theirs in pairs)
+        print(f"normalised Wasserstein, ours against Evidently's on {len(pairs)} columns: "
+              f"largest relative difference {largest:.1e}")  # fmt: skip
 
 
 def short(test: str) -> str:
