@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from pydantic import Field, field_validator
+from pydantic_settings import CliSuppress
 
 from infermon.errors import UsageError, first_line
 from infermon.settings import CommaList, InfermonSettings, load_settings, split_comma_list
@@ -46,9 +47,10 @@ READERS: dict[str, tuple[str, Callable[[Path], pd.DataFrame]]] = {
 
 
 class DriftSettings(InfermonSettings):
-    """Compare a current data file with a reference file, column by column: a drift test per
-    column (chosen by kind and size unless --test names one), with a correction over the
-    p-value tests. Files: CSV, Parquet or JSON lines (.csv, .parquet, .jsonl)."""
+    """Compare a data file with a reference file (CSV, Parquet or JSON lines), column by column."""
+
+    # Nothing of this command stays on disk.
+    data_dir: CliSuppress[str] = InfermonSettings.model_fields["data_dir"].default
 
     reference: Path = Field(description="the reference data file")
     current: Path = Field(description="the data file compared with the reference")
@@ -64,10 +66,10 @@ class DriftSettings(InfermonSettings):
         "bonferroni", description="correction over the p-value tests"
     )
     threshold: float | None = Field(
-        None, description="the threshold of every test (default: each test's own)"
+        None, description="the threshold of every test; unset: each test's own"
     )
     columns: CommaList = Field(
-        default_factory=list, description="only these columns, a,b,c (default: all)"
+        default_factory=list, description="only these columns, a,b,c; unset: all"
     )
 
     @field_validator("columns", mode="before")

@@ -116,3 +116,12 @@ def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     except TypeError:  # unhashable values (lists, objects from JSON): their text instead
         text = values.map(str, na_action="ignore")
         return pd.factorize(text, use_na_sentinel=True)  # type: ignore[no-any-return]
+
+
+def with_text_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """Column names as text (a CSV's, JSON's and the store's are), the first of duplicates."""
+    if not all(isinstance(name, str) for name in frame.columns):
+        frame = frame.rename(columns=str)
+    if not frame.columns.is_unique:
+        frame = frame.loc[:, ~frame.columns.duplicated()]
+    return frame

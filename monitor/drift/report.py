@@ -12,11 +12,8 @@ status saying why, and no statistic:
 Thresholds: a column's own configured threshold, else the calibrated one (distances, with
 `threshold_mode="calibrated"` and a sketch calibrated for the window size), else the
 configured threshold for every column, else the test's default. The p-value tests of the
-columns tested are then corrected together: `bonferroni` divides each threshold by their
-number; `fdr` (Benjamini-Hochberg) finds the largest k with the k-th smallest p / threshold
-<= k / n, and each threshold becomes threshold·k / n (k = 1 when none passes, so no p-value is
-below it); drift is p < threshold (p <= threshold under `fdr`, its own rule). A column's
-threshold is always one number.
+columns tested are then corrected together (`corrections`); a column's threshold is always one
+number.
 
 Beside each test, the share of missing values in the window and the reference is compared
 (pooled two-proportion z-test at `missing_threshold`, corrected across the columns like the
@@ -32,8 +29,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from monitor.drift.columns import NotNumeric, numeric_values
+from monitor.drift.columns import NotNumeric, numeric_values, with_text_names
 from monitor.drift.config import ColumnKind, DriftConfig
+from monitor.drift.corrections import correct
 from monitor.drift.multivariate import MMD_MIN_SAMPLE, mmd_test, standardise, subsample
 from monitor.drift.sketch import ReferenceSketch
 from monitor.drift.statistics import STATISTICS, Statistic, automatic, two_proportion_z
@@ -155,7 +153,7 @@ class _Tested:
 
 def compare(sketch: ReferenceSketch, current: pd.DataFrame, config: DriftConfig) -> DriftReport:
     """Each of the sketch's columns that `config` selects, in `current` (missing: all missing)."""
-    frame = _string_columns(current)
+    frame = with_text_names(current)
     rows = len(frame)
     tested = [
         _test_column(name, column, frame[name] if name in frame.columns else None, rows, config)
@@ -184,12 +182,6 @@ def compare(sketch: ReferenceSketch, current: pd.DataFrame, config: DriftConfig)
         features=features,
         multivariate=_multivariate(sketch, frame, config) if config.multivariate == "mmd" else None,
     )
-
-
-def _string_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    if all(isinstance(name, str) for name in frame.columns):
-        return frame
-    return frame.rename(columns=str)
 
 
 def _selected(name: str, config: DriftConfig) -> bool:
@@ -291,8 +283,8 @@ def _same_single_value(column: ColumnSketch, window: Window) -> bool:
 def _run(result: _Tested, statistic: Statistic, column: ColumnSketch, window: Window) -> None:
     try:
         outcome = statistic.function(column, window)
-    except (ValueError, ArithmeticError, IndexError) as error:  # scipy's limits on odd samples
-        result.status, result.reason = "error", f"{statistic.name}: {error}"
+    except Exception as error:  # e.g. scipy's limits on odd samples: this column's status
+        result.status, result.reason = "error", f"{statistic.name}: {error or type(error).__name__}"
         return
     numbers = (
         [outcome.statistic] if outcome.p_value is None else [outcome.statistic, outcome.p_value]
@@ -334,25 +326,6 @@ def _corrected(tested: list[_Tested], config: DriftConfig) -> tuple[list[float],
         for position, i in enumerate(family):
             thresholds[i], drifts[i] = float(corrected[position]), bool(flagged[position])
     return thresholds, drifts
-
-
-def correct(
-    p_values: np.ndarray, levels: np.ndarray, correction: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each test's corrected threshold, and whether it flags (see the module's docstring)."""
-    n = p_values.size
-    if correction == "none":
-        return levels, p_values < levels
-    if correction == "bonferroni":
-        return levels / n, p_values < levels / n
-    safe = np.where(levels > 0, levels, 1.0)
-    ratios = np.where(levels > 0, p_values / safe, np.inf)
-    ranked = np.sort(ratios)
-    passing = np.flatnonzero(ranked <= np.arange(1, n + 1) / n)
-    k = int(passing[-1]) + 1 if passing.size else 1
-    thresholds = levels * k / n
-    flagged = p_values <= thresholds if passing.size else np.zeros(n, dtype=bool)
-    return thresholds, flagged
 
 
 def _missing_drifts(tested: list[_Tested], config: DriftConfig) -> list[bool]:

@@ -9,12 +9,7 @@ mean and standard deviation, and thresholds calibrated on the reference. For the
 columns together: mean, covariance (pairwise-complete; 0 where fewer than two rows have both
 values) and the standardised subsample the multivariate test compares windows with.
 
-Calibrated thresholds (`threshold_mode="calibrated"`, `window_size` given): for each distance
-statistic a column's kind allows, `calibration_rounds` times, `window_size` reference rows
-drawn at random (at most half the reference) are compared with the *other* rows (on the full
-reference's bins), and the threshold is the mean of those distances plus 3 standard deviations.
-Comparing a subsample with a reference that contains it would give distances that are too
-small, and so thresholds too tight.
+Thresholds calibrated on the reference (`calibration`) are kept with their column.
 
 `to_bytes` is `np.savez` (no pickle: `from_bytes` loads with `allow_pickle=False`) with the
 arrays, plus a JSON header stored as bytes for the rest.
@@ -31,21 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor.drift.columns import infer_kinds, numeric_values, reference_categories
+from monitor.drift.calibration import calibrated
+from monitor.drift.columns import infer_kinds, numeric_values, with_text_names
 from monitor.drift.config import ColumnKind, DriftConfig
 from monitor.drift.multivariate import standardise, subsample
-from monitor.drift.statistics import distances_for
-from monitor.drift.summary import (
-    ColumnSketch,
-    categorical_sketch,
-    numeric_sketch,
-    numeric_window,
-    summarise_column,
-)
-from monitor.drift.summary import Window as Window
+from monitor.drift.summary import ColumnSketch, summarise_column
 
 FORMAT = 1
-CALIBRATION_SIGMAS = 3.0
 
 
 class SketchFormatError(ValueError):
@@ -167,7 +154,7 @@ def summarise(
 ) -> ReferenceSketch:
     """`window_size`: the instances a window will hold, for thresholds calibrated on the
     reference (`config.threshold_mode == "calibrated"`)."""
-    frame = reference.rename(columns=str)
+    frame = with_text_names(reference)
     kinds = infer_kinds(frame, config.kinds)
     calibrate = config.threshold_mode == "calibrated" and window_size is not None
     rng = np.random.default_rng(config.seed)
@@ -175,7 +162,7 @@ def summarise(
     for name, kind in kinds.items():
         column = summarise_column(frame[name], kind, config.n_bins)
         if calibrate and window_size is not None and column.error is None and column.count:
-            column = _calibrated(frame[name], column, config, window_size, rng)
+            column = calibrated(frame[name], column, config, window_size, rng)
         columns[name] = column
     numeric = [name for name, column in columns.items() if _usable_numeric(column)]
     matrix = (
@@ -209,88 +196,3 @@ def _covariance(matrix: np.ndarray) -> np.ndarray:
         return np.empty((0, 0))
     covariance = pd.DataFrame(matrix).cov(min_periods=2, ddof=1).to_numpy()
     return np.where(np.isfinite(covariance), covariance, 0.0)
-
-
-# --- calibration -----------------------------------------------------------------------------
-
-
-def _calibrated(
-    values: pd.Series,
-    column: ColumnSketch,
-    config: DriftConfig,
-    window_size: int,
-    rng: np.random.Generator,
-) -> ColumnSketch:
-    rows = column.rows
-    size = min(window_size, rows // 2)
-    if size < 1:
-        return column
-    statistics = distances_for(column.kind)
-    split = (
-        _numeric_split(values, column)
-        if column.kind == "numeric"
-        else _categorical_split(values, column)
-    )
-    distances = np.empty((config.calibration_rounds, len(statistics)))
-    for round_ in range(config.calibration_rounds):
-        chosen = np.zeros(rows, dtype=bool)
-        chosen[rng.choice(rows, size, replace=False)] = True
-        rest, window = split(chosen)
-        distances[round_] = [s.function(rest, window).statistic for s in statistics]
-    spread = distances.std(axis=0, ddof=1) if config.calibration_rounds > 1 else 0.0
-    thresholds = distances.mean(axis=0) + CALIBRATION_SIGMAS * spread
-    calibrated = {s.name: float(t) for s, t in zip(statistics, thresholds, strict=True)}
-    return ColumnSketch(
-        kind=column.kind,
-        rows=column.rows,
-        count=column.count,
-        bins=column.bins,
-        labels=column.labels,
-        sample=column.sample,
-        edges=column.edges,
-        categories=column.categories,
-        mean=column.mean,
-        std=column.std,
-        constant=column.constant,
-        error=column.error,
-        calibrated=calibrated,
-    )
-
-
-def _numeric_split(values: pd.Series, column: ColumnSketch) -> Any:
-    """Rows laid out sorted, missing ones last, so that any subset of them stays sorted."""
-    array = numeric_values(values)
-    present = np.sort(array[~np.isnan(array)])
-    ordered = np.concatenate((present, np.full(column.rows - present.size, np.nan)))
-    is_present = ~np.isnan(ordered)
-
-    def split(chosen: np.ndarray) -> tuple[ColumnSketch, Window]:
-        rest = ~chosen
-        rest_sketch = numeric_sketch(
-            ordered[rest & is_present], int(np.count_nonzero(rest & ~is_present)), 0, column.edges
-        )
-        window = numeric_window(
-            ordered[chosen & is_present], int(np.count_nonzero(chosen & ~is_present)), column.edges
-        )
-        return rest_sketch, window
-
-    return split
-
-
-def _categorical_split(values: pd.Series, column: ColumnSketch) -> Any:
-    _, _, codes = reference_categories(values)
-    categories = len(column.categories)
-
-    def counts(selected: np.ndarray) -> tuple[np.ndarray, int]:
-        picked = codes[selected]
-        present = picked[picked >= 0]
-        return np.bincount(present, minlength=categories), picked.size - present.size
-
-    def split(chosen: np.ndarray) -> tuple[ColumnSketch, Window]:
-        rest_counts, rest_missing = counts(~chosen)
-        window_counts, window_missing = counts(chosen)
-        rest = categorical_sketch(column.categories, rest_counts, rest_missing)
-        bins = np.concatenate((window_counts, [window_missing, 0])).astype(np.int64)
-        return rest, Window(int(chosen.sum()), int(window_counts.sum()), bins, np.empty(0))
-
-    return split

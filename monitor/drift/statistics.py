@@ -38,6 +38,7 @@ sides are dropped; PSI and KL, infinite with an empty bin on one side, replace a
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -210,44 +211,44 @@ def wasserstein(
 ) -> float:
     """∫ |F_ref - F_cur| dx in O(m log n), from the reference's ECDF integral H (`prefix`).
 
-    |a - b| = (a - b) + 2·max(b - a, 0), and ∫ (F_ref - F_cur) = mean_cur - mean_ref, so only
-    the stretches where F_cur exceeds F_ref need integrating. F_cur is a constant t = j/m on
-    [c_j, c_{j+1}] (the last piece ends at the larger maximum), and F_ref < t exactly below
-    the reference's ceil(t·n)-th value q: that piece adds t·(min(b, q) - a) - (H(min(b, q)) -
-    H(a)) when a < q, and nothing otherwise. mean_ref = max(ref) - H(max(ref)).
+    F_cur is a constant t = j/m on [c_j, c_{j+1}], so that piece is
+    ∫ (F_ref - t) + 2·∫ max(t - F_ref, 0), and F_ref < t exactly below the reference's
+    ceil(t·n)-th value q: the second term is t·(min(b, q) - a) - (H(min(b, q)) - H(a)) when
+    a < q. Below the first current value F_cur = 0 (the piece is H(c_1)); the last piece runs
+    to the larger of both maxima with t = 1.
     """
     n, m = reference_sorted.size, current_sorted.size
-    top = float(reference_sorted[-1])
-    at_points = _integral_at(reference_sorted, prefix, current_sorted)
-    end = max(top, float(current_sorted[-1]))
-    rank = (np.arange(1, m + 1, dtype=np.int64) * n + m - 1) // m  # ceil(j·n/m), exact
+    end = max(float(reference_sorted[-1]), float(current_sorted[-1]))
+    points = np.append(current_sorted, end)
+    at = _integral_at(reference_sorted, prefix, points)
+    starts, ends, at_starts, at_ends = points[:-1], points[1:], at[:-1], at[1:]
+    level, rank = _levels(n, m)
     quantile = reference_sorted[rank - 1]
-    piece = np.flatnonzero(current_sorted < quantile)  # the pieces where F_cur > F_ref
-    excess = 0.0
-    if piece.size:
-        ends = np.append(current_sorted[1:], end)[piece]
-        at_ends = np.append(at_points[1:], float(prefix[-1]) + end - top)[piece]
-        cut = ends < quantile[piece]
-        upper = np.where(cut, ends, quantile[piece])
-        at_upper = np.where(cut, at_ends, prefix[rank[piece] - 1])
-        level = (piece + 1) / m
-        rise = level * (upper - current_sorted[piece]) - (at_upper - at_points[piece])
-        excess = float(np.sum(rise))
-    reference_mean = top - float(prefix[-1])
-    return max(float(current_sorted.mean()) - reference_mean + 2.0 * excess, 0.0)
+    before_quantile = ends < quantile
+    upper = np.where(before_quantile, ends, quantile)
+    at_upper = np.where(before_quantile, at_ends, prefix[rank])
+    below = np.where(starts < quantile, level * (upper - starts) - (at_upper - at_starts), 0.0)
+    pieces = (at_ends - at_starts) - level * (ends - starts) + 2.0 * below
+    return float(max(at[0] + np.sum(pieces), 0.0))
+
+
+@functools.lru_cache(maxsize=16)
+def _levels(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """j/m and ceil(j·n/m) (exact, in integers) for j = 1..m; windows repeat their size."""
+    steps = np.arange(1, m + 1, dtype=np.int64)
+    level, rank = steps / m, (steps * n + m - 1) // m
+    level.flags.writeable = rank.flags.writeable = False
+    return level, rank
 
 
 def _integral_at(
     reference_sorted: np.ndarray, prefix: np.ndarray, points: np.ndarray
 ) -> np.ndarray:
-    """H(x) = ∫_{-inf}^{x} F_ref: 0 below the reference, linear between its values (`prefix`
-    there: one interpolation, the search and the arithmetic in one pass), slope 1 above."""
-    top = float(reference_sorted[-1])
-    at: np.ndarray = np.interp(points, reference_sorted, prefix, left=0.0)
-    above = points > top
-    if above.any():
-        at[above] += points[above] - top
-    return at
+    """H(x) = ∫_{-inf}^{x} F_ref, piecewise linear between the reference's values. With k
+    reference values <= x: H(r_k) + (k/n)(x - r_k); for k = 0 the index wraps, times 0."""
+    k = np.searchsorted(reference_sorted, points, side="right")
+    result: np.ndarray = prefix[k] + k / reference_sorted.size * (points - reference_sorted[k - 1])
+    return result
 
 
 # --- the registry ----------------------------------------------------------------------------

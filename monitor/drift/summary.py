@@ -41,7 +41,8 @@ class ColumnSketch:
     constant: bool = False  # a single distinct value present
     error: str | None = None  # why the column cannot be summarised (e.g. not numbers)
     calibrated: dict[str, float] = field(default_factory=dict)  # statistic -> threshold
-    # Derived, not stored: the integral of the sample's ECDF up to each sample point, and
+    # Derived, not stored: the integral of the sample's ECDF up to each sample point (after a
+    # leading 0), and
     # the categories' positions.
     prefix: np.ndarray = field(init=False, repr=False)
     index: dict[str, int] = field(init=False, repr=False)
@@ -73,11 +74,11 @@ class Window:
 
 
 def ecdf_integral(sample: np.ndarray) -> np.ndarray:
-    """H(r_i) = ∫_{-inf}^{r_i} F(x) dx at each point r_i of a sorted sample, F its ECDF."""
+    """[0, H(r_1), ..., H(r_n)]: H(x) = ∫_{-inf}^{x} F, F the ECDF of a sorted sample r."""
     if sample.size == 0:
-        return np.empty(0)
+        return np.zeros(1)
     steps = np.arange(1, sample.size) / sample.size * np.diff(sample)
-    return np.concatenate(([0.0], np.cumsum(steps)))
+    return np.concatenate(([0.0, 0.0], np.cumsum(steps)))
 
 
 def summarise_column(values: pd.Series, kind: ColumnKind, n_bins: int) -> ColumnSketch:

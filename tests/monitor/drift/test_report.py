@@ -9,12 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from monitor.drift.config import DriftConfig
-from monitor.drift.report import DriftReport, FeatureDrift, compare, correct
+from monitor.drift.report import DriftReport, FeatureDrift, compare
 from monitor.drift.sketch import summarise
-from monitor.drift.statistics import STATISTICS
+from monitor.drift.statistics import NUMERIC, STATISTICS, Outcome, Statistic
 
 FEATURE_KEYS = {
     "column", "kind", "test", "statistic", "p_value", "distance", "threshold",
@@ -221,18 +220,6 @@ def test_bonferroni_divides_the_threshold_by_the_p_value_tests() -> None:
     assert {f.threshold for f in none.features} == {0.05}
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_fdr_flags_exactly_what_benjamini_hochberg_adjusted_p_values_flag(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    p_values = np.concatenate((rng.uniform(0, 0.02, 5), rng.uniform(0, 1, 15)))
-    levels = np.full(p_values.size, 0.05)
-    thresholds, flagged = correct(p_values, levels, "fdr")
-    expected = stats.false_discovery_control(p_values, method="bh") <= 0.05
-    assert flagged.tolist() == expected.tolist()
-    assert np.unique(thresholds).size == 1
-    assert flagged.tolist() == (p_values <= thresholds).tolist()
-
-
 def test_dataset_drift_when_the_drifted_share_of_tested_columns_reaches_drift_share() -> None:
     rng = np.random.default_rng(9)
     reference = pd.DataFrame({f"x{i}": rng.normal(size=400) for i in range(4)})
@@ -275,3 +262,33 @@ def test_include_and_exclude_select_columns() -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 4.0], "c": [0.5, 1.5, 9.0]})
     assert [f.column for f in report_of(frame, frame, include=["a", "c"]).features] == ["a", "c"]
     assert [f.column for f in report_of(frame, frame, exclude=["a"]).features] == ["b", "c"]
+
+
+def test_names_that_are_not_text_or_repeat_are_handled() -> None:
+    reference = pd.DataFrame([[1.0, 2.0, 3.0], [2.0, 3.0, 4.0]], columns=[0, "a", "a"])
+    current = pd.DataFrame([[1.5, 2.5, 9.0]], columns=[0, "a", "a"])
+    report = report_of(reference, current)
+    assert [f.column for f in report.features] == ["0", "a"]
+    assert all(f.status == "ok" for f in report.features)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [(RuntimeError("no convergence"), "failing: no convergence"),
+     (Outcome(float("nan"), 0.5), "failing gave no number for this data")],
+)  # fmt: skip
+def test_a_statistic_that_fails_or_gives_nan_is_that_columns_error_only(
+    monkeypatch: pytest.MonkeyPatch, outcome: object, reason: str
+) -> None:
+    def failing(reference: object, window: object) -> Outcome:
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome  # type: ignore[return-value]
+
+    monkeypatch.setitem(
+        STATISTICS, "failing", Statistic("failing", "p-value", NUMERIC, 0.05, 1, failing, "x")
+    )
+    frame = pd.DataFrame({"x": np.linspace(0, 1, 12), "y": np.linspace(0, 1, 12)})
+    report = report_of(frame, frame + 5, tests={"x": "failing"}, numeric_test="ks")
+    assert (feature(report, "x").status, feature(report, "x").reason) == ("error", reason)
+    assert feature(report, "y").status == "ok" and report.valid == 1

@@ -12,20 +12,7 @@ from monitor.drift.config import DriftConfig
 from monitor.drift.report import compare
 from monitor.drift.sketch import ReferenceSketch, SketchFormatError, summarise
 from monitor.drift.summary import SAMPLE_CAP
-
-
-def mixed_frame(rows: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "x": rng.normal(size=rows),
-            "y": rng.exponential(size=rows),
-            "c": rng.choice(["red", "green", "blue"], rows),
-            "n": rng.integers(0, 3, rows),
-        }
-    )
-    frame.loc[frame.index[::7], "y"] = np.nan
-    return frame
+from tests.monitor.drift.frames import mixed_frame
 
 
 def test_bytes_round_trip_gives_the_same_report() -> None:
@@ -71,23 +58,3 @@ def test_mean_and_covariance_of_the_numeric_columns() -> None:
     assert sketch.numeric_columns == ["x", "y"]
     assert sketch.mean == pytest.approx([frame["x"].mean(), frame["y"].mean()], rel=1e-12)
     assert sketch.covariance == pytest.approx(frame[["x", "y"]].cov().to_numpy(), rel=1e-12)
-
-
-def test_calibration_draws_windows_against_the_other_rows_and_stores_mean_plus_3_sigma() -> None:
-    frame = mixed_frame(2000, 4)
-    config = DriftConfig(threshold_mode="calibrated", calibration_rounds=40)
-    small = summarise(frame, config, window_size=50).columns["x"].calibrated
-    large = summarise(frame, config, window_size=800).columns["x"].calibrated
-    assert set(small) == {"psi", "kl_div", "jensenshannon", "hellinger", "wasserstein"}
-    assert set(summarise(frame, config, window_size=50).columns["c"].calibrated) == {
-        "psi", "kl_div", "jensenshannon", "hellinger",
-    }  # fmt: skip
-    for name in small:  # a smaller window is noisier: its threshold is higher
-        assert small[name] > large[name] > 0.0
-    assert summarise(frame, DriftConfig(), window_size=50).window_size is None  # mode default
-
-
-def test_a_reference_too_small_to_split_keeps_the_default_thresholds() -> None:
-    config = DriftConfig(threshold_mode="calibrated")
-    sketch = summarise(pd.DataFrame({"x": [1.0]}), config, window_size=10)
-    assert sketch.columns["x"].calibrated == {}
