@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from infermon.admin import admin_app, embedded_server
 from infermon.errors import UsageError, first_line
+from infermon.excerpts import shortened
 from infermon.settings import load_settings
 from infermon.throttled_log import ThrottledLog, ThrottledLogs
 from monitor.batch_writer import BatchWriter
@@ -51,7 +52,6 @@ RETENTION_INTERVAL_S = 3600.0
 TRANSIENT_ERRORS = (StoreUnavailableError, DeadLetterDeliveryError)
 WRITER_SWITCH_INTERVAL_S = 0.0001
 EMPTY_BATCH = PreparedBatch(parts=[], events=0, inferences=0, instances=0)
-MAX_LOGGED_ERROR_CHARS = 500  # an error may quote a whole header
 # librdkafka reports which brokers it is connected to this often: the readiness check's delay.
 BROKER_CHECK_INTERVAL_MS = 1000
 
@@ -392,7 +392,7 @@ class MonitorService:
         self._metrics.dead_letters_undelivered.inc(self._dead_letter_topic.send(letters))
         for letter in letters:
             log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition,
-                        letter.offset, letter.error[:MAX_LOGGED_ERROR_CHARS])  # fmt: skip
+                        letter.offset, shortened(letter.error))  # fmt: skip
 
     def _with_retry(self, action: Callable[[], None]) -> None:
         """Run `action` until it succeeds; meanwhile consumption is paused, not abandoned."""

@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Producer
 
 from infermon import events
-from monitor.dead_letters import (
+from infermon.dead_letters import (
     HEADER_ORIGINAL_BYTES,
     HEADER_ORIGINAL_SHA256,
     HEADER_VALUE_CUT_TO,
