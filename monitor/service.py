@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
@@ -34,8 +34,6 @@ from infermon.throttled_log import ThrottledLog, ThrottledLogs
 from monitor.batch_writer import BatchWriter
 from monitor.dead_letters import DeadLetterDeliveryError, DeadLetterTopic
 from monitor.decode import KafkaMessage, dead_letter, decode
-from monitor.detection_config import DetectionConfig
-from monitor.evaluator import detection_config, detection_evaluator
 from monitor.metrics import MonitorMetrics
 from monitor.one_pass import ONE_PASS_BUILT, prepare_records
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
@@ -43,6 +41,9 @@ from monitor.refusals import write_refusing
 from monitor.settings import MonitorSettings
 from monitor.store.records import DeadLetter, StoredEvent
 from monitor.store.store import PreparedBatch, Store, StoreError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from monitor.detection_config import DetectionConfig
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +479,13 @@ def main(argv: Sequence[str]) -> int:
     )
     store = open_store(settings.database_url)
     registry = CollectorRegistry()
-    detection = detection_config(settings)  # a bad --config starts nothing
+    detection = None
+    if settings.detection:
+        # Imported only when detection is on: scipy and the detectors cost ~60 MB and ~1 s
+        # that a monitor started with --no-detection does without.
+        from monitor.evaluator import detection_config
+
+        detection = detection_config(settings)  # a bad --config starts nothing
     return _serve(settings, store, registry, detection)
 
 
@@ -512,6 +519,8 @@ def _serve(settings: MonitorSettings, store: Store, registry: CollectorRegistry,
         log.info("drift detection off (--no-detection)")
         service.run()
         return 0
+    from monitor.evaluator import detection_evaluator
+
     evaluator = detection_evaluator(settings, store, registry, detection)
     evaluator.start()  # beside the consumer, never on its write path
     try:
