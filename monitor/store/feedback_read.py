@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.engine import Connection
 
-from monitor.store.schema import drift_windows, feedback, instances
+from monitor.store.schema import drift_windows, feedback, inferences, instances
 
 BUCKET_SECONDS = (60, 300, 900, 3600, 6 * 3600, 86_400, 7 * 86_400)
 MAX_BUCKETS = 100
@@ -37,6 +37,20 @@ MAX_CONFUSION_CLASSES = 50  # more classes than this: no confusion matrix
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Key = tuple[datetime, str, int]
+
+
+def model_known(connection: Connection, model: str) -> bool:
+    """Whether any call or instance of `model` is stored (two index probes)."""
+    return bool(
+        connection.scalar(
+            select(
+                or_(
+                    exists().where(inferences.c.model == model),
+                    exists().where(instances.c.model == model),
+                )
+            )
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
