@@ -45,8 +45,9 @@ def upload_format(content_type: str | None, chosen: UploadFormat | None) -> Uplo
     return found
 
 
-async def read_body(request: Request, limit: int = MAX_UPLOAD_BYTES) -> bytes:
-    """The request's body, refused (413) as soon as it is over `limit` bytes."""
+async def read_body(request: Request) -> bytes:
+    """The request's body, refused (413) as soon as it is over `MAX_UPLOAD_BYTES`."""
+    limit = MAX_UPLOAD_BYTES
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -61,7 +62,7 @@ async def read_body(request: Request, limit: int = MAX_UPLOAD_BYTES) -> bytes:
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"a reference upload may hold at most {limit // (1024 * 1024)} MB")
+    return ApiError(413, f"a reference upload may hold at most {limit:,} bytes")
 
 
 def parse_upload(content: bytes, kind: UploadFormat) -> pd.DataFrame:

@@ -14,17 +14,19 @@ MAX_ID_CHARS = 1000
 _INT64 = 2**63
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
+def _storable(value: str | int | float) -> str | int | float:
+    """Integers within 64 bits and finite numbers: what both databases and numpy hold."""
+    if isinstance(value, int) and not -_INT64 < value < _INT64:
+        raise ValueError("an integer label must fit in 64 bits")
+    if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("a label must be a finite number")
     return value
 
 
-Label = (
-    Annotated[StrictStr, Field(max_length=MAX_LABEL_CHARS)]
-    | Annotated[StrictInt, Field(gt=-_INT64, lt=_INT64)]
-    | Annotated[StrictFloat, AfterValidator(_finite)]
-)
+Label = Annotated[
+    Annotated[StrictStr, Field(max_length=MAX_LABEL_CHARS)] | StrictInt | StrictFloat,
+    AfterValidator(_storable),
+]
 
 
 class FeedbackItem(BaseModel):
