@@ -9,11 +9,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
-import httpx
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score
-from sklearn.metrics import recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+)
 
 from monitor.store.detection_store import DetectionStore
 from monitor.store.store import Store
@@ -102,8 +107,10 @@ def test_feedback_gives_scikit_learns_figures_and_joins_early_labels(
     assert sum(w["labelled"] for w in before["windows"]) == 350 - 100
     assert after["overall"]["labelled"] == 370  # the early labels joined their calls
     everything = {**labels, **early}
-    assert after["overall"]["accuracy"] == pytest.approx(accuracy_score(
-        list(everything.values()), [calls.predictions[r] for r in everything]), abs=1e-12)
+    assert after["overall"]["accuracy"] == pytest.approx(
+        accuracy_score(list(everything.values()), [calls.predictions[r] for r in everything]),
+        abs=1e-12,
+    )
     final = {**everything, **replaced}
     assert corrected["overall"]["f1"] == pytest.approx(f1_score(
         list(final.values()), [calls.predictions[r] for r in final], average="macro",

@@ -39,8 +39,11 @@ def api(request: pytest.FixtureRequest, kafka_bootstrap: str,
     topic = f"test-dashboard-writes-{uuid.uuid4().hex[:8]}"
     create_topic(kafka_bootstrap, topic)
     Calls(kafka_bootstrap, topic).send(50, START)
-    with Store(database_url) as store, start_monitor(
-        kafka_bootstrap, topic, database_url, "--no-detection", group=f"group-{topic}"
+    with (
+        Store(database_url) as store,
+        start_monitor(
+            kafka_bootstrap, topic, database_url, "--no-detection", group=f"group-{topic}"
+        ),
     ):
         wait_for_stats(store, lambda s: s["instances"] >= 50)
     with dashboard(database_url) as client:
@@ -129,8 +132,8 @@ def test_an_unknown_model_is_a_404(api: httpx.Client) -> None:
 
 def test_parquet_sent_as_octet_stream_with_its_format(api: httpx.Client) -> None:
     body = parquet(pd.DataFrame({"a": [1.0, 2.0], "colour": ["red", "blue"]}))
-    response = api.put(REFERENCE, params={"format": "parquet"}, content=body,
-                       headers={"Content-Type": "application/octet-stream", **writing()})  # fmt: skip
+    octet_stream = {"Content-Type": "application/octet-stream", **writing()}
+    response = api.put(REFERENCE, params={"format": "parquet"}, content=body, headers=octet_stream)
 
     assert response.status_code == 201, response.text
     assert response.json()["columns"] == ["a", "colour"] and response.json()["pending"]
