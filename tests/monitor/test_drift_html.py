@@ -14,7 +14,7 @@ import pytest
 
 from infermon import html
 from infermon.cli import main as cli_main
-from tests.fixtures.browser import Browser, browser  # noqa: F401 (a fixture)
+from tests.fixtures.browser import Browser
 
 # A column name that would end the script holding the data, were it not escaped.
 HOSTILE = "</script><script>document.title='owned'</script>"
@@ -95,7 +95,7 @@ def test_a_file_that_cannot_be_written_is_one_line_and_exit_2(
 @pytest.mark.slow
 def test_chromium_draws_it_from_file_with_no_error_and_no_request(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    browser: Browser,  # noqa: F811 (the fixture)
+    browser: Browser,
 ) -> None:  # fmt: skip
     from selenium.webdriver.common.by import By
 
