@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compare a data file with a reference, column by column",
     ),
     "reports": ("monitor.reports", "print the stored drift reports, latest first"),
+    "dashboard": ("dashboards.command", "the dashboard: JSON API and web page over the store"),
 }
 # old name -> new name: still run, with a note on stderr (stdout unchanged, for scripts).
 DEPRECATED_NAMES: dict[str, str] = {"stats": "counts"}

@@ -1,0 +1,37 @@
+"""`create_app(settings)`: the dashboard's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dashboards.api import API_PREFIX, performance, reads, writes
+from dashboards.database import Database
+from dashboards.errors import install_error_handlers
+from dashboards.settings import DashboardSettings
+
+
+def create_app(settings: DashboardSettings) -> FastAPI:
+    database = Database(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="infermon dashboard",
+        version="1",
+        summary="What infermon's monitor stored: traffic, drift, outliers, performance.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    install_error_handlers(app)
+    app.include_router(reads.health_router)
+    app.include_router(reads.router, prefix=API_PREFIX)
+    app.include_router(writes.router, prefix=API_PREFIX)
+    app.include_router(performance.router, prefix=API_PREFIX)
+    return app
