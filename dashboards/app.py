@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from dashboards.api import API_PREFIX, performance, reads, writes
+from dashboards import page
+from dashboards.api import API_PREFIX, performance, reads, traffic, writes
 from dashboards.database import Database
 from dashboards.errors import install_error_handlers
 from dashboards.settings import DashboardSettings
@@ -34,4 +35,8 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     app.include_router(reads.router, prefix=API_PREFIX)
     app.include_router(writes.router, prefix=API_PREFIX)
     app.include_router(performance.router, prefix=API_PREFIX)
+    app.include_router(traffic.router, prefix=API_PREFIX)
+    # The page: its routes before the mount, which would otherwise take /static/shared too.
+    app.include_router(page.router)
+    app.mount("/static", page.static_files(), name="static")
     return app

@@ -34,6 +34,12 @@ class TrafficBucket:
     latency_p99_ms: float | None
 
 
+def model_seen(connection: Connection, model: str) -> bool:
+    """Some inference of `model` is stored."""
+    query = select(inferences.c.request_id).where(inferences.c.model == model).limit(1)
+    return connection.execute(query).first() is not None
+
+
 def _bucket(dialect: str, bucket_s: int) -> ColumnElement[int]:
     """The bucket number of an inference's time: floor(epoch seconds / bucket_s)."""
     if dialect == "sqlite":  # the time is stored as UTC text, which strftime reads

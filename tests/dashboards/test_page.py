@@ -1,0 +1,136 @@
+"""The dashboard page in headless Chromium, served by `infermon dashboard` over a database the
+real pipeline filled (KServe events on a real broker, stored and evaluated by `infermon
+monitor`): normal traffic, then traffic with two features shifted. The page loads with no
+console error and no request leaving the machine, shows the model as drifted, draws its
+charts and histograms, opens an inference, and keeps the model and window in its address."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from monitor.store.detection_store import DetectionStore
+from monitor.store.store import Store
+from tests.fixtures.broker import create_topic
+from tests.fixtures.browser import Browser
+from tests.fixtures.processes import REPO_ROOT, ServerProcess, free_port, http_ok
+from tests.monitor.test_detection_pipeline import CONFIG, MODEL, Traffic, monitor, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def drifted_database(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite store with four windows of MODEL: two normal, then two with `a` and `colour`
+    shifted (dataset drift)."""
+    folder = tmp_path_factory.mktemp("page")
+    url = f"sqlite:///{folder / 'infermon.db'}"
+    config = folder / "detection.yaml"
+    config.write_text(CONFIG)
+    topic = f"test-page-{folder.name}"
+    create_topic(kafka_bootstrap, topic, partitions=2)
+    traffic = Traffic(kafka_bootstrap, topic)
+    start = datetime.now(UTC) - timedelta(seconds=30)
+    traffic.send(600, start)
+    traffic.send(400, start + timedelta(seconds=1), shifted=frozenset({"a", "colour"}))
+    with Store(url) as store, monitor(kafka_bootstrap, topic, url, config):
+        detection = DetectionStore(store)
+        wait_for("four window reports", lambda: len(detection.reports(MODEL, limit=10)) == 4)
+    return url
+
+
+@pytest.fixture(scope="module")
+def dashboard(drifted_database: str) -> Iterator[str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "infermon.cli", "dashboard", "--database-url", drifted_database,
+            "--host", "127.0.0.1", "--port", str(port), "--insecure-writes"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = ServerProcess("infermon-dashboard", argv, cwd=REPO_ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process.wait_until(lambda: http_ok(f"{url}/readyz"), 30, "readiness")
+        yield url
+    finally:
+        process.stop()
+
+
+def hash_state(browser: Browser) -> dict[str, str]:
+    fragment = urlsplit(browser.driver.current_url).fragment
+    return {key: values[0] for key, values in parse_qs(fragment).items()}
+
+
+def canvas(browser: Browser, css: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return browser.driver.find_element(By.CSS_SELECTOR, css)
+
+
+def test_the_page_shows_the_drifted_model_and_opens_an_inference(
+    dashboard: str,
+    browser: Browser,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.open(f"{dashboard}/")
+    row = browser.wait_for("the model in the list", lambda: browser.driver.find_elements(
+        By.CSS_SELECTOR, f'#models tr[data-model="{MODEL}"]'))[0]  # fmt: skip
+    assert row.find_element(By.CSS_SELECTOR, ".ifm-badge").text == "drift 0.60"
+    row.click()
+
+    assert hash_state(browser)["model"] == MODEL
+    features = browser.wait_for("the feature table", lambda: browser.driver.find_elements(
+        By.CSS_SELECTOR, "#features tbody tr"))  # fmt: skip
+    drifted = {r.get_attribute("data-column") for r in features
+               if "ifm-row-drift" in (r.get_attribute("class") or "")}  # fmt: skip
+    assert drifted == {"a", "colour", "prediction"}
+    for row in features:
+        histogram = row.find_element(By.TAG_NAME, "canvas")
+        assert browser.painted_pixels(histogram) > 500, row.get_attribute("data-column")
+    for chart in ("#drift-chart", "#calls-chart", "#latency-chart"):
+        assert browser.painted_pixels(canvas(browser, chart)) > 500, f"{chart} is blank"
+
+    inference = browser.driver.find_elements(By.CSS_SELECTOR, "#inferences tbody tr")[0]
+    request_id = inference.get_attribute("data-request-id")
+    inference.click()
+    panel = browser.wait_for("the inference panel", lambda: (
+        (p := browser.driver.find_element(By.ID, "inference")).is_displayed() and p))  # fmt: skip
+    assert panel.find_element(By.ID, "inference-id").text == request_id
+    request = json.loads(panel.find_element(By.ID, "inference-request").text)
+    assert set(request["instances"][0]) == {"a", "b", "c", "colour"}
+    assert "predictions" in json.loads(panel.find_element(By.ID, "inference-response").text)
+    browser.screenshot("dashboard-page")
+
+    assert browser.console_errors() == []
+    assert browser.remote_requests() == []
+    assert browser.requests, "no request seen: the network log is not working"
+
+
+def test_the_address_keeps_the_model_and_the_window(
+    dashboard: str,
+    browser: Browser,
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.open(f"{dashboard}/#model={MODEL}")
+    choice = browser.wait_for("the window choice", lambda: (
+        len((s := Select(canvas(browser, "#window"))).options) == 4 and s))  # fmt: skip
+    oldest = choice.options[-1].get_attribute("value")
+    choice.select_by_value(oldest)
+    browser.wait_for("the window in the address", lambda: hash_state(browser).get("window"))
+    shared = browser.driver.current_url
+
+    browser.open("about:blank")
+    browser.open(shared)  # a link to the view, opened afresh
+    browser.wait_for("the window chosen", lambda: Select(canvas(browser, "#window")
+                     ).first_selected_option.get_attribute("value") == oldest)  # fmt: skip
+    assert hash_state(browser) == {"model": MODEL, "range": "all", "window": oldest}
+    # The oldest window is a normal one: no feature drifted.
+    assert not canvas(browser, "#features").find_elements("css selector", ".ifm-row-drift")
+    assert browser.console_errors() == []
