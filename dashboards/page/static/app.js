@@ -172,6 +172,7 @@ function renderTraffic(traffic, spanS) {
 
 function renderDrift(history, state) {
   const reports = history.slice().sort((a, b) => a.window_start.localeCompare(b.window_start));
+  const chosen = reports.find((r) => r.window_start === state.window) || reports[reports.length - 1];
   $("no-drift").hidden = reports.length > 0;
   const span = reports.length ? (new Date(reports[reports.length - 1].window_end) - new Date(reports[0].window_start)) / 1000 : 0;
   draw("drift-chart", {
@@ -182,7 +183,7 @@ function renderDrift(history, state) {
         label: "share of features drifted",
         data: reports.map((r) => r.share),
         backgroundColor: reports.map((r) => (r.dataset_drift ? "rgba(200, 55, 45, 0.75)" : "rgba(43, 108, 176, 0.6)")),
-        borderColor: reports.map((r) => (r.window_start === state.window ? "#111" : "transparent")),
+        borderColor: reports.map((r) => (r === chosen ? "#111" : "transparent")),
         borderWidth: 2,
       }],
     },
@@ -191,25 +192,28 @@ function renderDrift(history, state) {
         if (elements.length) writeState({ window: reports[elements[0].index].window_start });
       },
       plugins: { legend: { display: false },
-        tooltip: { callbacks: { afterLabel: (item) => (reports[item.dataIndex].dataset_drift ? "dataset drift" : "no dataset drift") } } },
+        tooltip: { callbacks: {
+          title: (items) => windowName(reports[items[0].dataIndex]),
+          afterLabel: (item) => (reports[item.dataIndex].dataset_drift ? "dataset drift" : "no dataset drift") } } },
       scales: { y: { min: 0, max: 1, title: { display: true, text: "share drifted" } },
         x: { ticks: { maxTicksLimit: 12 } } },
     },
   });
-  renderWindowChoice(reports, state);
+  renderWindowChoice(reports, chosen);
 }
 
-function renderWindowChoice(reports, state) {
+function windowName(report) {
+  return time(report.window_start) + " – " + time(report.window_end) + (report.dataset_drift ? " (drift)" : "");
+}
+
+function renderWindowChoice(reports, chosen) {
   const select = $("window");
   select.replaceChildren();
-  const newestFirst = reports.slice().reverse();
-  for (const report of newestFirst) {
-    const option = element("option", null, time(report.window_start) + " – " + time(report.window_end) +
-      (report.dataset_drift ? " (drift)" : ""));
+  for (const report of reports.slice().reverse()) {
+    const option = element("option", null, windowName(report));
     option.value = report.window_start;
     select.append(option);
   }
-  const chosen = newestFirst.find((r) => r.window_start === state.window) || newestFirst[0];
   if (!chosen) {
     if (featuresView) featuresView.destroy();
     featuresView = null;
