@@ -76,7 +76,7 @@ def traffic(
     end = as_utc(until) if until else datetime.now(UTC)
     start = as_utc(since) if since else end - DEFAULT_RANGE
     if start >= end:
-        raise bad_request("since must be before until")
+        raise bad_request("until must be after since")
     size = bucket or _bucket_size(end - start)
     first = int(start.timestamp()) // size
     count = math.ceil((end.timestamp() - first * size) / size)

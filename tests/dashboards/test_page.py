@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -46,13 +47,14 @@ def drifted_database(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFact
     return url
 
 
-@pytest.fixture(scope="module")
-def dashboard(drifted_database: str) -> Iterator[str]:
+@contextmanager
+def serving(database_url: str, **env: str) -> Iterator[str]:
+    """`infermon dashboard` over `database_url`; its address."""
     port = free_port()
-    argv = [sys.executable, "-m", "infermon.cli", "dashboard", "--database-url", drifted_database,
+    argv = [sys.executable, "-m", "infermon.cli", "dashboard", "--database-url", database_url,
             "--host", "127.0.0.1", "--port", str(port), "--insecure-writes"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = ServerProcess("infermon-dashboard", argv, cwd=REPO_ROOT, env=env)
+    process = ServerProcess("infermon-dashboard", argv, cwd=REPO_ROOT,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env})  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         process.wait_until(lambda: http_ok(f"{url}/readyz"), 30, "readiness")
@@ -61,9 +63,23 @@ def dashboard(drifted_database: str) -> Iterator[str]:
         process.stop()
 
 
+@pytest.fixture(scope="module")
+def dashboard(drifted_database: str) -> Iterator[str]:
+    with serving(drifted_database) as url:
+        yield url
+
+
 def hash_state(browser: Browser) -> dict[str, str]:
     fragment = urlsplit(browser.driver.current_url).fragment
     return {key: values[0] for key, values in parse_qs(fragment).items()}
+
+
+def displayed(browser: Browser, element_id: str) -> Any:
+    """The element, once it is shown; None before."""
+    from selenium.webdriver.common.by import By
+
+    found = browser.driver.find_element(By.ID, element_id)
+    return found if found.is_displayed() else None
 
 
 def canvas(browser: Browser, css: str) -> Any:
@@ -99,8 +115,7 @@ def test_the_page_shows_the_drifted_model_and_opens_an_inference(
     inference = browser.driver.find_elements(By.CSS_SELECTOR, "#inferences tbody tr")[0]
     request_id = inference.get_attribute("data-request-id")
     inference.click()
-    panel = browser.wait_for("the inference panel", lambda: (
-        (p := browser.driver.find_element(By.ID, "inference")).is_displayed() and p))  # fmt: skip
+    panel = browser.wait_for("the inference panel", lambda: displayed(browser, "inference"))
     assert panel.find_element(By.ID, "inference-id").text == request_id
     request = json.loads(panel.find_element(By.ID, "inference-request").text)
     assert set(request["instances"][0]) == {"a", "b", "c", "colour"}
@@ -134,3 +149,22 @@ def test_the_address_keeps_the_model_and_the_window(
     # The oldest window is a normal one: no feature drifted.
     assert not canvas(browser, "#features").find_elements("css selector", ".ifm-row-drift")
     assert browser.console_errors() == []
+
+
+def test_with_a_read_token_the_page_asks_for_it_and_then_reads(
+    drifted_database: str, browser: Browser
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    with serving(drifted_database, INFERMON_API_READ_TOKEN="s3cret-read") as url:
+        browser.open(f"{url}/")
+        form = browser.wait_for("the token form", lambda: displayed(browser, "token-form"))
+        assert not browser.driver.find_elements(By.CSS_SELECTOR, "#models tbody tr")
+        form.find_element(By.ID, "token").send_keys("s3cret-read")
+        form.find_element(By.TAG_NAME, "button").click()
+        browser.wait_for("the model list", lambda: browser.driver.find_elements(
+            By.CSS_SELECTOR, f'#models tr[data-model="{MODEL}"]'))  # fmt: skip
+        assert not form.is_displayed()
+        # The only errors: the browser's own line for each answer 401 before the token.
+        refused = [e for e in browser.console_errors() if "status of 401" not in e]
+        assert refused == []

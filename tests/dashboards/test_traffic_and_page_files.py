@@ -78,7 +78,7 @@ def test_traffic_refuses_an_unknown_model_and_bad_ranges(client: httpx.Client) -
     backwards = client.get("/api/v1/models/iris/traffic", params={
         "since": iso(timedelta(hours=1)), "until": iso(timedelta(0))})  # fmt: skip
     assert (backwards.status_code, backwards.json()) == (
-        422, {"error": "since must be before until"})  # fmt: skip
+        422, {"error": "until must be after since"})  # fmt: skip
     many = client.get("/api/v1/models/iris/traffic", params={
         "since": iso(timedelta(0)), "until": iso(timedelta(days=1)), "bucket": 1})  # fmt: skip
     assert many.status_code == 422 and "86400 buckets" in many.json()["error"]
