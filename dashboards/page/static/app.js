@@ -103,9 +103,10 @@ function renderModels(models, selected) {
   const body = $("models").tBodies[0];
   body.replaceChildren();
   for (const model of models) {
-    const errorRate = model.error_rate === null || model.error_rate === undefined ? "-"
-      : (model.error_rate * 100).toFixed(1) + "%";
-    const latency = model.latency || {};
+    const recent = model.recent || {};
+    const errorRate = recent.error_rate === null || recent.error_rate === undefined ? "-"
+      : (recent.error_rate * 100).toFixed(1) + "%";
+    const latency = recent.latency_ms || {};
     const badge = element("td");
     badge.append(driftBadge(model.drift));
     const tr = row([model.model, model.inferences, errorRate, fixed(latency.p95, 1), badge]);
@@ -251,7 +252,7 @@ function renderPerformance(performance) {
 }
 
 function renderOutliers(outliers) {
-  const items = outliers.items || outliers;
+  const items = outliers.outliers;
   const body = $("outliers").tBodies[0];
   body.replaceChildren();
   for (const outlier of items) {
@@ -286,21 +287,20 @@ function renderInferences(page, append) {
 
 // --- one inference, in the side panel ---
 
-function payloadText(payload) {
-  if (payload === null || payload === undefined) return "(none)";
-  if (typeof payload === "object" && "base64" in payload && Object.keys(payload).length <= 3) {
-    return "(" + (payload.content_type || "binary") + ", base64)\n" + payload.base64;
-  }
-  return typeof payload === "string" ? payload : JSON.stringify(payload, null, 2);
+// A stored event's payload: JSON pretty-printed, anything else as the base64 the API gives.
+function payloadText(event) {
+  if (!event) return "(none stored)";
+  if (event.encoding === "base64") return "(" + (event.content_type || "bytes") + ", base64)\n" + event.body;
+  return JSON.stringify(event.body, null, 2);
 }
 
 async function openInference(requestId) {
   const inference = await api("/inferences/" + encodeURIComponent(requestId));
   $("inference-id").textContent = requestId;
-  $("inference-facts").textContent = "model " + inference.model + ", status " + inference.status_code +
+  $("inference-facts").textContent = "model " + inference.model + ", status " + (inference.status_code ?? "-") +
     ", latency " + fixed(inference.latency_ms, 1) + " ms, at " + time(inference.time);
-  $("inference-request").textContent = payloadText(inference.request && inference.request.payload);
-  $("inference-response").textContent = payloadText(inference.response && inference.response.payload);
+  $("inference-request").textContent = payloadText(inference.request);
+  $("inference-response").textContent = payloadText(inference.response);
   $("inference-all").textContent = JSON.stringify(inference, null, 2);
   $("inference").hidden = false;
 }
@@ -322,7 +322,7 @@ async function refreshModel(state, model) {
     api("/models/" + name + "/performance", since),
   ]);
   renderTraffic(traffic, range.spanS);
-  renderDrift(history.items || history, state);
+  renderDrift(history.reports, state);
   renderOutliers(outliers);
   if (olderShown !== state.model + " " + state.range) renderInferences(inferences, false);
   renderPerformance(performance);
@@ -337,7 +337,7 @@ async function refresh() {
     $("range").value = state.range;
     try {
       const listed = await api("/models");
-      const models = listed.models || listed;
+      const models = listed.models;
       renderModels(models, state.model);
       const model = models.find((m) => m.model === state.model);
       $("model").hidden = !model;
