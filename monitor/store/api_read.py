@@ -100,17 +100,26 @@ class RecentCalls:
     status_codes: list[int | None]
 
 
+# Raw rows: SQLAlchemy's per-row result processing would cost more than the query itself.
+_RECENT_CALLS = (
+    "SELECT latency_ms, status_code FROM inferences WHERE model = {0} ORDER BY time DESC LIMIT {0}"
+)
+
+
 def recent_calls(connection: Connection, model: str, limit: int) -> RecentCalls:
-    query = (
-        select(inferences.c.time, inferences.c.latency_ms, inferences.c.status_code)
-        .where(inferences.c.model == model)
-        .order_by(inferences.c.time.desc())
-        .limit(limit)
-    )
-    rows = connection.execute(query).all()
+    marker = "%s" if connection.dialect.name == "postgresql" else "?"
+    rows = connection.exec_driver_sql(_RECENT_CALLS.format(marker), (model, limit)).all()
     if not rows:
         return RecentCalls(None, [], [])
-    return RecentCalls(rows[-1][0], [row[1] for row in rows], [row[2] for row in rows])
+    oldest = (
+        select(inferences.c.time)
+        .where(inferences.c.model == model)
+        .order_by(inferences.c.time.desc())
+        .offset(len(rows) - 1)
+        .limit(1)
+    )
+    latencies, statuses = zip(*rows, strict=True)
+    return RecentCalls(connection.scalar(oldest), list(latencies), list(statuses))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +188,9 @@ def inference_events(connection: Connection, request_id: str) -> list[dict[str, 
 def inference_instances(connection: Connection, request_id: str) -> list[dict[str, Any]]:
     """The call's instances in row order: row_index, time, features, prediction."""
     query = (
-        select(instances.c.row_index, instances.c.time, instances.c.features,
-               instances.c.prediction)  # fmt: skip
+        select(
+            instances.c.row_index, instances.c.time, instances.c.features, instances.c.prediction
+        )
         .where(instances.c.request_id == request_id)
         .order_by(instances.c.row_index)
     )
