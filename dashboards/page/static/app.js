@@ -314,18 +314,24 @@ async function refreshModel(state, model) {
   $("model-name").textContent = model.model;
   $("model-facts").textContent = model.inferences + " inferences, " + model.instances + " instances; first seen " +
     time(model.first_seen) + ", last seen " + time(model.last_seen);
-  const [traffic, history, outliers, inferences, performance] = await Promise.all([
-    api("/models/" + name + "/traffic", Object.assign({ bucket: bucketFor(range.spanS) }, since)),
-    api("/models/" + name + "/drift/history", since),
-    api("/models/" + name + "/outliers", Object.assign({ limit: PAGE_SIZE }, since)),
-    api("/models/" + name + "/inferences", Object.assign({ limit: PAGE_SIZE }, since)),
-    api("/models/" + name + "/performance", since),
-  ]);
-  renderTraffic(traffic, range.spanS);
-  renderDrift(history.reports, state);
-  renderOutliers(outliers);
-  if (olderShown !== state.model + " " + state.range) renderInferences(inferences, false);
-  renderPerformance(performance);
+  // Each part drawn from its own answer: one route failing leaves the others shown.
+  const parts = [
+    [() => api("/models/" + name + "/traffic", Object.assign({ bucket: bucketFor(range.spanS) }, since)),
+      (traffic) => renderTraffic(traffic, range.spanS)],
+    [() => api("/models/" + name + "/drift/history", since), (history) => renderDrift(history.reports, state)],
+    [() => api("/models/" + name + "/outliers", Object.assign({ limit: PAGE_SIZE }, since)), renderOutliers],
+    [() => api("/models/" + name + "/inferences", Object.assign({ limit: PAGE_SIZE }, since)), (page) => {
+      if (olderShown !== state.model + " " + state.range) renderInferences(page, false);
+    }],
+    [() => api("/models/" + name + "/performance", since), renderPerformance],
+  ];
+  const answers = await Promise.allSettled(parts.map(([ask]) => ask()));
+  const failed = [];
+  answers.forEach((answer, n) => {
+    if (answer.status === "fulfilled") parts[n][1](answer.value);
+    else failed.push(answer.reason);
+  });
+  if (failed.length) throw failed.find((e) => e instanceof Unauthorised) || failed[0];
 }
 
 let refreshing = null;
