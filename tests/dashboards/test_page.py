@@ -96,6 +96,7 @@ def test_the_page_shows_the_drifted_model_and_opens_an_inference(
         assert browser.painted_pixels(histogram) > 500, row.get_attribute("data-column")
     for chart in ("#drift-chart", "#calls-chart", "#latency-chart"):
         assert browser.painted_pixels(canvas(browser, chart)) > 500, f"{chart} is blank"
+    browser.screenshot("dashboard-page")
 
     inference = browser.driver.find_elements(By.CSS_SELECTOR, "#inferences tbody tr")[0]
     request_id = inference.get_attribute("data-request-id")
@@ -105,7 +106,7 @@ def test_the_page_shows_the_drifted_model_and_opens_an_inference(
     request = json.loads(panel.find_element(By.ID, "inference-request").text)
     assert set(request["instances"][0]) == {"a", "b", "c", "colour"}
     assert "predictions" in json.loads(panel.find_element(By.ID, "inference-response").text)
-    browser.screenshot("dashboard-page")
+    browser.screenshot("dashboard-inference")
     # A response that is not JSON is shown as the API gives it: base64, with its type.
     browser.driver.execute_script("return openInference(arguments[0])", BINARY_CALL)
     browser.wait_for("the binary call", lambda: panel.find_element(By.ID, "inference-id").text
@@ -134,8 +135,9 @@ def test_the_address_keeps_the_model_and_the_window(
 
     browser.open("about:blank")
     browser.open(shared)  # a link to the view, opened afresh
-    browser.wait_for("the window chosen", lambda: Select(canvas(browser, "#window")
-                     ).first_selected_option.get_attribute("value") == oldest)  # fmt: skip
+    browser.wait_for(
+        "the window chosen", lambda: canvas(browser, "#window").get_attribute("value") == oldest
+    )
     assert hash_state(browser) == {"model": MODEL, "range": "all", "window": oldest}
     # The oldest window is a normal one: no feature drifted.
     assert not canvas(browser, "#features").find_elements("css selector", ".ifm-row-drift")
