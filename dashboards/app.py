@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from dashboards.api import API_PREFIX, performance, reads, writes
+from dashboards import page
+from dashboards.api import API_PREFIX, performance, reads, traffic, writes
+from dashboards.counts import ModelCounts
 from dashboards.database import Database
 from dashboards.errors import install_error_handlers
 from dashboards.settings import DashboardSettings
@@ -15,10 +17,12 @@ from dashboards.settings import DashboardSettings
 
 def create_app(settings: DashboardSettings) -> FastAPI:
     database = Database(settings.database_url)
+    counts = ModelCounts(database.engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        counts.close()
         database.dispose()
 
     app = FastAPI(
@@ -29,9 +33,14 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.model_counts = counts
     install_error_handlers(app)
     app.include_router(reads.health_router)
     app.include_router(reads.router, prefix=API_PREFIX)
     app.include_router(writes.router, prefix=API_PREFIX)
     app.include_router(performance.router, prefix=API_PREFIX)
+    app.include_router(traffic.router, prefix=API_PREFIX)
+    # The page: its routes before the mount, which would otherwise take /static/shared too.
+    app.include_router(page.router)
+    app.mount("/static", page.static_files(), name="static")
     return app
