@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from dashboards.errors import DATABASE_UNAVAILABLE, ApiError
 from monitor.store import api_read
 from monitor.store.engine import create_store_engine, normalise_url
 
@@ -32,10 +33,14 @@ class Database:
         self.url = database_url
         self.engine: Engine = create_store_engine(database_url)
 
+    def file_missing(self) -> bool:
+        """A SQLite file that is not there: opening it would create an empty one."""
+        path = sqlite_file(self.url)
+        return path is not None and not path.exists()
+
     def ready(self) -> bool:
         """The database answers and holds the store's tables."""
-        path = sqlite_file(self.url)
-        if path is not None and not path.exists():
+        if self.file_missing():
             return False
         try:
             with self.engine.connect() as connection:
@@ -55,7 +60,10 @@ def database(request: Request) -> Database:
 
 def connection(request: Request) -> Iterator[Connection]:
     """A connection for one request, in one read transaction (a consistent view)."""
-    with database(request).engine.connect() as opened:
+    store = database(request)
+    if store.file_missing():
+        raise ApiError(503, DATABASE_UNAVAILABLE)
+    with store.engine.connect() as opened:
         yield opened
 
 

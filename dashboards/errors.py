@@ -18,10 +18,15 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
+from infermon.errors import first_line
+
 log = logging.getLogger(__name__)
 
 # A reason quotes the input it refuses: keep it short.
 MAX_REASON_CHARS = 300
+
+
+DATABASE_UNAVAILABLE = "the database cannot be read now"
 
 
 class ErrorBody(BaseModel):
@@ -88,8 +93,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, validation_reason(error))
 
     async def database_error(request: Request, error: Exception) -> JSONResponse:
-        log.warning("%s %s: database error: %s", request.method, request.url.path, error)
-        return error_response(503, "the database cannot be read now")
+        reason = first_line(getattr(error, "orig", None) or error)
+        log.warning("%s %s: database error: %s", request.method, request.url.path, reason)
+        return error_response(503, DATABASE_UNAVAILABLE)
 
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
