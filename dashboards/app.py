@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dashboards.api import API_PREFIX, performance, reads, writes
+from dashboards.counts import ModelCounts
 from dashboards.database import Database
 from dashboards.errors import install_error_handlers
 from dashboards.settings import DashboardSettings
@@ -15,10 +16,12 @@ from dashboards.settings import DashboardSettings
 
 def create_app(settings: DashboardSettings) -> FastAPI:
     database = Database(settings.database_url)
+    counts = ModelCounts(database.engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        counts.close()
         database.dispose()
 
     app = FastAPI(
@@ -29,6 +32,7 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.model_counts = counts
     install_error_handlers(app)
     app.include_router(reads.health_router)
     app.include_router(reads.router, prefix=API_PREFIX)
