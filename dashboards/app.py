@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from dashboards import metrics
 from dashboards.api import API_PREFIX, performance, reads, writes
 from dashboards.counts import ModelCounts
 from dashboards.database import Database
@@ -33,9 +34,14 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.model_counts = counts
+    app.state.metrics = metrics.DashboardMetrics(database.engine)
+    app.add_middleware(
+        metrics.RequestLatency, metrics=app.state.metrics, routes=metrics.RouteTemplates(app)
+    )
     install_error_handlers(app)
     app.include_router(reads.health_router)
     app.include_router(reads.router, prefix=API_PREFIX)
     app.include_router(writes.router, prefix=API_PREFIX)
     app.include_router(performance.router, prefix=API_PREFIX)
+    app.include_router(metrics.router)
     return app
