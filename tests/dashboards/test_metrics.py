@@ -5,15 +5,18 @@ template; a store that cannot be read is a gauge, not an error."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score
 
 from dashboards.app import create_app
 from dashboards.metrics import StoreCollector
 from dashboards.settings import DashboardSettings
+from monitor.metrics import MonitorMetrics
 from monitor.store.detection_store import DetectionStore
 from monitor.store.engine import create_store_engine
 from tests.fixtures.dashboard import MODEL, WRITE_TOKEN, DashboardData, dashboard_server
@@ -167,3 +170,33 @@ def test_a_read_token_guards_metrics_too(dashboard_data: DashboardData) -> None:
         assert httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer x"}).status_code == 403
         answer = httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer reader"})
         assert answer.status_code == 200
+
+
+def test_the_monitor_shows_its_consumer_lag(dashboard_data: DashboardData) -> None:
+    """Every call is stored: each of the topic's two partitions shows a lag of 0."""
+    lags = dashboard_data.monitor.wait_for_metrics(
+        lambda found: len([k for k in found if k.startswith("infermon_monitor_consumer_lag")]) == 2,
+        30,
+        "the consumer lag of both partitions",
+    )
+    assert {v for k, v in lags.items() if k.startswith("infermon_monitor_consumer_lag")} == {0}
+
+
+def test_consumer_lag_is_each_assigned_partitions_and_forgets_revoked_ones() -> None:
+    metrics = MonitorMetrics(CollectorRegistry())
+
+    def statistics(lags: dict[str, int]) -> dict[str, Any]:
+        """librdkafka's statistics, the part read: partition -1 is its internal one."""
+        partitions = {p: {"consumer_lag_stored": lag} for p, lag in lags.items()}
+        return {"topics": {"payloads": {"partitions": {"-1": {}, **partitions}}}}
+
+    def shown() -> dict[str, float]:
+        return {
+            sample.labels["partition"]: sample.value
+            for sample in metrics.consumer_lag.collect()[0].samples
+        }
+
+    metrics.set_consumer_lag(statistics({"0": 5, "1": -1, "2": 0}))  # -1: not known yet
+    assert shown() == {"0": 5, "2": 0}
+    metrics.set_consumer_lag(statistics({"2": 7}))  # 0 moved to another member
+    assert shown() == {"2": 7}
