@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from dashboards import page
+from dashboards import metrics, page
 from dashboards.api import API_PREFIX, performance, reads, traffic, writes
 from dashboards.counts import ModelCounts
 from dashboards.database import Database
@@ -34,12 +34,17 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.model_counts = counts
+    app.state.metrics = metrics.DashboardMetrics(database.engine)
+    app.add_middleware(
+        metrics.RequestLatency, metrics=app.state.metrics, routes=metrics.RouteTemplates(app)
+    )
     install_error_handlers(app)
     app.include_router(reads.health_router)
     app.include_router(reads.router, prefix=API_PREFIX)
     app.include_router(writes.router, prefix=API_PREFIX)
     app.include_router(performance.router, prefix=API_PREFIX)
     app.include_router(traffic.router, prefix=API_PREFIX)
+    app.include_router(metrics.router)
     # The page: its routes before the mount, which would otherwise take /static/shared too.
     app.include_router(page.router)
     app.mount("/static", page.static_files(), name="static")

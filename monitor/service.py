@@ -234,8 +234,10 @@ class MonitorService:
         self._kafka_log.note(f"kafka-{error.code()}", logging.WARNING, f"kafka: {error}")
 
     def _on_statistics(self, statistics_json: str) -> None:
-        brokers = json.loads(statistics_json).get("brokers", {}).values()
+        statistics = json.loads(statistics_json)
+        brokers = statistics.get("brokers", {}).values()
         self.broker_reachable = any(broker.get("state") == "UP" for broker in brokers)
+        self._metrics.set_consumer_lag(statistics)
 
     def is_ready(self) -> bool:
         """Consuming, with a broker connected: what /readyz answers."""
