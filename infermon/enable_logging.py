@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import CliPositionalArg, CliSuppress
+from pydantic import Field, field_validator
+from pydantic_settings import CliPositionalArg, CliSuppress, SettingsConfigDict
 
 from infermon.errors import UsageError
 from infermon.logger_block import LoggerFields, ManifestError, set_logger
@@ -33,6 +33,8 @@ URL_SCHEMES = ("http", "https", "s3", "gs", "abfs")
 
 
 class EnableLoggingSettings(InfermonSettings):
+    # -o beside --output: an alias would make the environment variables O and OUTPUT, unprefixed.
+    model_config = SettingsConfigDict(cli_shortcuts={"output": "o"})
     """Set KServe's payload logger (spec.<component>.logger) in every InferenceService of a
     YAML manifest, keeping the rest of the file byte for byte."""
 
@@ -55,7 +57,6 @@ class EnableLoggingSettings(InfermonSettings):
     )
     output: str = Field(
         "",
-        validation_alias=AliasChoices("o", "output"),
         description="write here instead of FILE; -: standard output",
     )
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from pydantic import Field, field_validator
-from pydantic_settings import CliSuppress
+from pydantic_settings import CliSuppress, SettingsConfigDict
 
 from infermon import html
 from infermon.errors import UsageError, first_line
@@ -51,6 +51,8 @@ READERS: dict[str, tuple[str, Callable[[Path], pd.DataFrame]]] = {
 
 
 class DriftSettings(InfermonSettings):
+    # --json beside --json-output: an alias would make the environment variable JSON, unprefixed.
+    model_config = SettingsConfigDict(cli_shortcuts={"json-output": "json"})
     """Compare a data file with a reference file (CSV, Parquet or JSON lines), column by column."""
 
     # Nothing of this command stays on disk.
@@ -58,9 +60,7 @@ class DriftSettings(InfermonSettings):
 
     reference: Path = Field(description="the reference data file")
     current: Path = Field(description="the data file compared with the reference")
-    as_json: bool = Field(
-        False, alias="json", description="print a JSON list, one object per column"
-    )
+    json_output: bool = Field(False, description="print a JSON list, one object per column")
     test: str | None = Field(
         None,
         description="the test for every column of a kind it applies to (others: automatic): "
@@ -105,7 +105,7 @@ def main(argv: Sequence[str]) -> int:
     from monitor.drift.sketch import summarise
 
     report = compare(summarise(reference, config), current, config)
-    if settings.as_json:
+    if settings.json_output:
         print(json.dumps([feature.as_dict() for feature in report.features], indent=2))
     else:
         print(table(report))

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,11 +31,13 @@ REPORT_KEYS = ("model", "window_start", "window_end", "instances", "dataset_drif
 
 
 class ReportsSettings(DatabaseSettings):
+    # --json beside --json-output: an alias would make the environment variable JSON, unprefixed.
+    model_config = SettingsConfigDict(cli_shortcuts={"json-output": "json"})
     """Print the stored drift reports, latest first: a table, or JSON with --json."""
 
     model: str = Field("", description="only this model's reports")
     limit: int = Field(20, gt=0, description="at most this many reports")
-    json_output: bool = Field(False, alias="json", description="JSON instead of a table")
+    json_output: bool = Field(False, description="JSON instead of a table")
 
 
 def main(argv: Sequence[str]) -> int:
