@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,17 +11,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboards.errors import DATABASE_UNAVAILABLE, ApiError
+from dashboards.settings import sqlite_file
 from monitor.store import api_read
-from monitor.store.engine import create_store_engine, normalise_url
-
-
-def sqlite_file(database_url: str) -> Path | None:
-    """The file of a SQLite URL; None for an in-memory database or another kind."""
-    url = normalise_url(database_url)
-    path = url.database or ""
-    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
-        return None
-    return Path(path).expanduser()
+from monitor.store.engine import create_store_engine
 
 
 class Database:

@@ -32,7 +32,9 @@ def dashboard(*args: str, token: str | None = WRITE_TOKEN) -> subprocess.Complet
 @pytest.fixture
 def database(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'infermon.db'}"
-    Store(url).upgrade()
+    store = Store(url)
+    store.upgrade()
+    store.close()
     return url
 
 
