@@ -15,6 +15,7 @@ on 127.0.0.1 would let any local process, or a web page open in the browser, wri
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -399,8 +400,9 @@ class Stack:
 
     def stop(self) -> None:
         if self.running:
-            print(f"{self.prog}: stopping the dashboard, logger and ingest, then the monitor, "
-                  "then the broker", flush=True)  # fmt: skip
+            with contextlib.suppress(OSError):  # a closed terminal or pipe must not skip the stop
+                print(f"{self.prog}: stopping the dashboard, logger and ingest, then the "
+                      "monitor, then the broker", flush=True)  # fmt: skip
             stop_in_order(self.running)
             self.running.clear()
 

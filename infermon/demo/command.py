@@ -67,10 +67,12 @@ def main(argv: Sequence[str]) -> int:
     exited = None
     try:
         stack.start(stopping)
+        for line in stack.describe():
+            print(line, flush=True)
         data = WineData()  # while the components start
         server = ModelServer(data, listener)
         server.start()
-        _describe(stack, settings)
+        _describe_model(settings)
         exited = _wait_ready(stack, stopping)
         if exited is None and not stopping:
             print(f"{PROG}: ready: open {stack.dashboard_url}/#model={MODEL_NAME}", flush=True)
@@ -103,9 +105,7 @@ def _never() -> bool:
     return False
 
 
-def _describe(stack: Stack, settings: DemoSettings) -> None:
-    for line in stack.describe():
-        print(line, flush=True)
+def _describe_model(settings: DemoSettings) -> None:
     model = f"http://127.0.0.1:{settings.model_port}"
     print(f"{PROG}: model     {model}/v1/models/{MODEL_NAME}:predict and "
           f"/v2/models/{MODEL_NAME}/infer (scikit-learn's wine data set)", flush=True)  # fmt: skip

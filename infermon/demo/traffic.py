@@ -10,6 +10,7 @@ seconds the true classes of about half the instances sent so far go to the dashb
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -86,20 +87,23 @@ class Traffic:
     def _run(self) -> None:
         began = time.monotonic()
         last_feedback = began
-        with httpx.Client(timeout=CALL_TIMEOUT_S) as client:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if self.duration_s and now - began >= self.duration_s:
-                    break
-                if now - last_feedback >= FEEDBACK_EVERY_S:
-                    self._send_feedback(client)
-                    last_feedback = now
-                self._call(client)
-                self._progress.draw(time.monotonic() - began)
-                self._stop.wait(max(0.0, began + self.tally.calls / self.rate - time.monotonic()))
-            self._send_feedback(client)
-        self._progress.done(time.monotonic() - began)
-        self.finished.set()
+        try:
+            with httpx.Client(timeout=CALL_TIMEOUT_S) as client:
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    if self.duration_s and now - began >= self.duration_s:
+                        break
+                    if now - last_feedback >= FEEDBACK_EVERY_S:
+                        self._send_feedback(client)
+                        last_feedback = now
+                    self._call(client)
+                    self._progress.draw(time.monotonic() - began)
+                    next_call = began + self.tally.calls / self.rate
+                    self._stop.wait(max(0.0, next_call - time.monotonic()))
+                self._send_feedback(client)
+            self._progress.done(time.monotonic() - began)
+        finally:  # whatever happened, the demo waiting on it goes on to stop
+            self.finished.set()
 
     def _call(self, client: httpx.Client) -> None:
         drifted = self.tally.calls >= self.normal_calls
@@ -188,14 +192,21 @@ class Progress:
         phase = self._traffic.tally.phase
         if self._tty:
             if time.monotonic() - self._drawn_at >= REDRAW_EVERY_S or phase != self._phase:
-                self._out.write("\r" + self.line(elapsed_s))
-                self._out.flush()
+                self._write("\r" + self.line(elapsed_s))
                 self._drawn_at = time.monotonic()
         elif phase != self._phase:
-            print(f"demo traffic: {phase} traffic from call {self._traffic.tally.calls}",
-                  file=self._out, flush=True)  # fmt: skip
+            self._write(f"demo traffic: {phase} traffic from call {self._traffic.tally.calls}\n")
         self._phase = phase
 
     def done(self, elapsed_s: float) -> None:
-        prefix = "\r" if self._tty else ""
-        print(prefix + self.line(elapsed_s), file=self._out, flush=True)
+        self._write(("\r" if self._tty else "") + self.line(elapsed_s) + "\n")
+
+    def _write(self, text: str) -> None:
+        """A closed terminal or pipe ends the bar, never the traffic."""
+        if self._out.closed:
+            return
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except (OSError, ValueError):
+            self._out = open(os.devnull, "w")  # noqa: SIM115  (kept for the thread's life)
