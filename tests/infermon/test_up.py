@@ -130,7 +130,7 @@ def assert_dashboard_takes_the_printed_token_only(output: str, port: int) -> Non
     label = {"request_id": "r1", "label": 1}
     assert httpx.post(feedback, json=label).status_code == 401
     wrong = {"Authorization": "Bearer not-the-token"}
-    assert httpx.post(feedback, json=label, headers=wrong).status_code == 401
+    assert httpx.post(feedback, json=label, headers=wrong).status_code == 403
     right = {"Authorization": f"Bearer {found[1]}"}
     assert httpx.post(feedback, json=label, headers=right).status_code == 200
     assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200  # the page
