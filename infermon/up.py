@@ -106,6 +106,9 @@ class StackSettings(InfermonSettings):
 
 
 class UpSettings(StackSettings):
+    """Everything on this machine: the embedded broker (unless --kafka-bootstrap), the
+    monitor, the logger in front of --model-url, the ingest endpoint and the dashboard."""
+
     model_url: str = Field(defaults.MODEL_URL, description="the model server to log")
 
 

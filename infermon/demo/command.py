@@ -40,6 +40,12 @@ class DemoSettings(StackSettings):
     """`infermon up` with a sample classifier (wine, scikit-learn) behind the logger, and
     traffic that drifts: normal calls, then drifted ones, with feedback labels."""
 
+    config: str = Field(
+        "",
+        description="the monitor's per-model drift and outlier detection (YAML); none: a "
+        f"reference of {REFERENCE_INSTANCES} and windows of {WINDOW_INSTANCES} instances, written "
+        f"to <data-dir>/{CONFIG_NAME}",
+    )
     model_port: int = Field(defaults.MODEL_PORT, description="the sample model server's port")
     duration: float = Field(
         0.0, ge=0, description="seconds of traffic, then everything stops; 0: until Ctrl-C"
