@@ -12,7 +12,8 @@ from infermon.errors import EXIT_USAGE, UsageError
 
 # command -> (module with `main(argv)`, one-line summary). Imported lazily so `--help` is quick.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("infermon.up", "everything on this machine: embedded broker, logger, ingest, monitor"),
+    "up": ("infermon.up", "everything on this machine: broker, logger, ingest, monitor, dashboard"),
+    "demo": ("infermon.demo.command", "`up` with a sample model and drifting traffic"),
     "logger": ("logger.sidecar", "sidecar reverse proxy that logs payload CloudEvents to Kafka"),
     "ingest": ("logger.ingest", "HTTP CloudEvents receiver (KServe logger.url) to Kafka"),
     "trigger": ("trigger", "inference for requests on a Kafka topic, answers to another"),

@@ -23,7 +23,8 @@ TRIGGER_GROUP: Final = "infermon-trigger"
 # Ports. The logger takes KServe's agent's port (9081) in front of the model server's (8080).
 KAFKA_PORT: Final = 9092  # Kafka's own default; `infermon up` starts its broker there
 KAFKA_BOOTSTRAP: Final = f"127.0.0.1:{KAFKA_PORT}"
-MODEL_URL: Final = "http://127.0.0.1:8080"
+MODEL_PORT: Final = 8080  # KServe's model server's own; `infermon demo` serves its model there
+MODEL_URL: Final = f"http://127.0.0.1:{MODEL_PORT}"
 LOGGER_PORT: Final = 9081
 INGEST_PORT: Final = 8082
 # Admin ports (/metrics, /healthz, /readyz): one per component, none shared.

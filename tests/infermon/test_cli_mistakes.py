@@ -191,7 +191,7 @@ def test_up_with_a_bad_model_url_starts_nothing(tmp_path: Path) -> None:
 
 def test_up_with_a_port_in_use_names_its_flag(taken_port: int, tmp_path: Path) -> None:
     ports = ["--broker-port", "--logger-port", "--logger-admin-port", "--ingest-admin-port",
-             "--monitor-admin-port"]  # fmt: skip
+             "--monitor-admin-port", "--dashboard-port"]  # fmt: skip
     args = [f"{flag}={free_port()}" for flag in ports]
     result = infermon(
         "up", *args, "--ingest-port", str(taken_port), "--data-dir", str(tmp_path / "data")
@@ -199,9 +199,24 @@ def test_up_with_a_port_in_use_names_its_flag(taken_port: int, tmp_path: Path) -
     assert_refused(result, f"port {taken_port} is in use", "--ingest-port")
 
 
+def test_up_refuses_a_dashboard_port_in_use_before_starting_anything(
+    taken_port: int, tmp_path: Path
+) -> None:
+    ports = ["--broker-port", "--logger-port", "--ingest-port", "--logger-admin-port",
+             "--ingest-admin-port", "--monitor-admin-port"]  # fmt: skip
+    free = {flag: free_port() for flag in ports}
+    args = [f"{flag}={port}" for flag, port in free.items()]
+    result = infermon(
+        "up", *args, "--dashboard-port", str(taken_port), "--data-dir", str(tmp_path / "data")
+    )
+    assert_refused(result, f"port {taken_port} is in use", "--dashboard-port")
+    assert [flag for flag, port in free.items() if port_open("127.0.0.1", port)] == []
+    assert not (tmp_path / "data" / "infermon.db").exists()
+
+
 def test_up_refuses_a_broker_port_in_use(taken_port: int, tmp_path: Path) -> None:
     ports = ["--logger-port", "--ingest-port", "--logger-admin-port", "--ingest-admin-port",
-             "--monitor-admin-port"]  # fmt: skip
+             "--monitor-admin-port", "--dashboard-port"]  # fmt: skip
     args = [f"{flag}={free_port()}" for flag in ports]
     result = infermon("up", *args, "--broker-port", str(taken_port), "--data-dir", str(tmp_path))
     assert_refused(result, f"port {taken_port} is in use", "--broker-port", "--kafka-bootstrap")
