@@ -56,8 +56,15 @@ class DashboardFlags(InfermonSettings):
 class DashboardSettings(DashboardFlags):
     """The flags, and the tokens from the environment."""
 
-    api_token: SecretStr | None = Field(None, repr=False)
-    api_read_token: SecretStr | None = Field(None, repr=False)
+    api_token: SecretStr | None = Field(
+        None,
+        repr=False,
+        description="Bearer token for writes (references, feedback); it reads too. Unset: the "
+        "dashboard refuses to start unless --insecure-writes",
+    )
+    api_read_token: SecretStr | None = Field(
+        None, repr=False, description="Bearer token for reads; unset: reads are open"
+    )
 
     @model_validator(mode="after")
     def _empty_token_is_none(self) -> Self:
