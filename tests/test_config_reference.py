@@ -70,3 +70,13 @@ def test_defaults_and_environment_names_come_from_the_fields() -> None:
         "`INFERMON_API_TOKEN`",
         "`INFERMON_API_READ_TOKEN`",
     }
+
+
+@pytest.mark.parametrize("command", sorted(SETTINGS_CLASSES))
+def test_every_option_reads_a_prefixed_environment_variable(command: str) -> None:
+    """An alias would make a field read the variable of its bare name (JSON, OUTPUT, O): a
+    value left in the environment by anything else would change the command."""
+    settings = config_reference.settings_class(SETTINGS_CLASSES[command])
+    aliased = [name for name, field in settings.model_fields.items()
+               if field.alias is not None or field.validation_alias is not None]  # fmt: skip
+    assert not aliased, f"{command}: give {aliased} a cli_shortcuts spelling, not an alias"

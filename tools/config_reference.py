@@ -62,9 +62,9 @@ environment variables, then the defaults below: `--kafka-bootstrap` is
 `INFERMON_KAFKA_BOOTSTRAP`. A list option takes comma-separated values, in its flag (which
 may also be repeated) and in its environment variable; a mapping option takes `KEY=VALUE`, once
 per flag, and its environment variable is a JSON object. A boolean flag has a `--no-` twin; its
-environment variable takes `true` or `false`. A flag spelt by an alias (`--json`, `-o`) reads
-the environment variable of that name, without the prefix. `infermon COMMAND --help` shows the
-same options.
+environment variable takes `true` or `false`. A short spelling (`--json`, `-o`) is the same
+option as the long flag beside it, with the same environment variable. `infermon COMMAND
+--help` shows the same options.
 """
 
 
