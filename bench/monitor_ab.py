@@ -6,8 +6,8 @@ Pre-produces the records of `monitor_throughput.py` once; then, in each round an
 database, one monitor of every variant stores them all into a new database. Prints each run,
 each variant's median and spread, and its ratio to the first variant's median.
 
-    git worktree add /tmp/before <commit>   # the code to compare against (copy its build:
-    cp monitor/_one_pass*.so /tmp/before/monitor/   # the compiled module, if it has one)
+    git worktree add --detach /tmp/before <commit>   # the code to compare against
+    (cd /tmp/before && python setup.py build_ext --inplace)   # its compiled one pass
     python bench/monitor_ab.py --variant before=/tmp/before --variant after=. \\
         [--variant before-python=/tmp/before:python] [--calls 30000] [--rounds 5]
         [--databases sqlite,postgresql]

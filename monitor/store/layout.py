@@ -7,7 +7,7 @@ one pass (`monitor/_one_pass.pyx`, checked against this at import by `monitor.on
 build or name their columns from here. `MERGES` says, column by column, how a row already
 stored and the same row arriving become one: `write` generates the SQL upserts from it, and
 `rows` and the one pass implement it in code, tested against the SQL
-(`tests/monitor/store/test_merge_rules.py`).
+(`tests/monitor/store/test_layout.py`).
 """
 
 from __future__ import annotations
