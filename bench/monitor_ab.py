@@ -67,8 +67,9 @@ def main() -> None:
                     name = f"{kind}-{one.name}-{round_number}"
                     with database_url(kind, Path(folder), name) as url:
                         rate, cpu, server, _ = monitor_rate(
-                            broker.bootstrap, topic, url, 1, expected, one.tree, one.python_only
-                        )
+                            broker.bootstrap, topic, url, 1, expected,
+                            tree=one.tree, python_only=one.python_only,
+                        )  # fmt: skip
                     rates.setdefault((kind, one.name), []).append(rate)
                     cpus.setdefault((kind, one.name), []).append(cpu + server)
                     print(f"round {round_number + 1} {kind:>10} {one.name:>14}: "

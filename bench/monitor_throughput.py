@@ -89,6 +89,7 @@ def start_monitor(
     topic: str,
     database_url: str,
     group: str,
+    extra: tuple[str, ...] = (),
     tree: Path = REPO_ROOT,
     python_only: bool = False,
 ) -> tuple[ServerProcess, str]:
@@ -100,7 +101,7 @@ def start_monitor(
             "--topic", topic, "--group", group, "--database-url", database_url,
             "--admin-host", "127.0.0.1", "--admin-port", str(admin_port),
             "--session-timeout-ms", "6000",
-            "--kafka-config", "max.poll.interval.ms=30000"]  # fmt: skip
+            "--kafka-config", "max.poll.interval.ms=30000", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tree)}
     process = ServerProcess("bench-monitor", argv, cwd=tree, env=env)
     ready = f"http://127.0.0.1:{admin_port}/readyz"
@@ -145,6 +146,7 @@ def monitor_rate(
     database_url: str,
     processes: int,
     expected: int,
+    extra: tuple[str, ...] = (),
     tree: Path = REPO_ROOT,
     python_only: bool = False,
 ) -> tuple[float, float, float, tuple[float, ...]]:
@@ -154,7 +156,7 @@ def monitor_rate(
         store.upgrade()
     group = f"bench-{uuid.uuid4().hex[:8]}"
     started_monitors = [
-        start_monitor(bootstrap, topic, database_url, group, tree, python_only)
+        start_monitor(bootstrap, topic, database_url, group, extra, tree, python_only)
         for _ in range(processes)
     ]
     monitors = [monitor for monitor, _ in started_monitors]

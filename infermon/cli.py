@@ -19,6 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("monitor.service", "consume payload events into the SQL store"),
     "counts": ("monitor.counts", "print what the store holds, as JSON row counts"),
     "db": ("monitor.db", "database schema: `infermon db upgrade`"),
+    "drift": (
+        "monitor.drift_command",
+        "compare a data file with a reference, column by column",
+    ),
+    "reports": ("monitor.reports", "print the stored drift reports, latest first"),
 }
 # old name -> new name: still run, with a note on stderr (stdout unchanged, for scripts).
 DEPRECATED_NAMES: dict[str, str] = {"stats": "counts"}

@@ -29,24 +29,24 @@ class CountsSettings(DatabaseSettings):
 def main(argv: Sequence[str]) -> int:
     settings = load_settings(CountsSettings, argv, "infermon counts")
     url = settings.database_url
-    same_url = "" if url == DEFAULT_DATABASE_URL else f" --database-url {_shown(url)}"
+    same_url = "" if url == DEFAULT_DATABASE_URL else f" --database-url {shown(url)}"
     create_it = f"run `infermon db upgrade{same_url}` to create it"
-    sqlite_file = _sqlite_file(url)
-    if sqlite_file is not None and not sqlite_file.exists():
-        raise UsageError(f"no database at {sqlite_file}: {create_it}")
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise UsageError(f"no database at {path}: {create_it}")
     with Store(url) as store:
         try:
             if not inspect(store.engine).has_table(inferences.name):
-                raise UsageError(f"no infermon schema in {_shown(url)}: {create_it}")
+                raise UsageError(f"no infermon schema in {shown(url)}: {create_it}")
             counts = store.stats()
         except (SQLAlchemyError, StoreError) as error:  # unreachable, or not ours
             cause = error.__cause__ if isinstance(error, StoreError) else error
-            raise UsageError(f"cannot read {_shown(url)}: {_reason(cause or error)}") from None
+            raise UsageError(f"cannot read {shown(url)}: {reason(cause or error)}") from None
     print(json.dumps(counts, indent=2))
     return 0
 
 
-def _sqlite_file(database_url: str) -> Path | None:
+def sqlite_file(database_url: str) -> Path | None:
     """The file of a SQLite URL; None for an in-memory database or another kind."""
     url = normalise_url(database_url)
     path = url.database or ""
@@ -55,11 +55,11 @@ def _sqlite_file(database_url: str) -> Path | None:
     return Path(path).expanduser()
 
 
-def _shown(database_url: str) -> str:
+def shown(database_url: str) -> str:
     return normalise_url(database_url).render_as_string(hide_password=True)
 
 
-def _reason(error: BaseException) -> str:
+def reason(error: BaseException) -> str:
     """The driver's own words: SQLAlchemy's wrapper adds the statement and a link."""
     original = getattr(error, "orig", None)
     return first_line(original if original is not None else error)

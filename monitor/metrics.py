@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -45,5 +45,44 @@ class MonitorMetrics:
             "infermon_monitor_batch_seconds",
             "time to decode and store one batch",
             buckets=BATCH_SECONDS_BUCKETS,
+            registry=registry,
+        )
+
+
+WINDOW_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class DriftMetrics:
+    """Drift detection's windows, per model."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.windows_evaluated = Counter(
+            "infermon_monitor_drift_windows_evaluated",
+            "window reports written by this monitor (a late revision counts again)",
+            ["model"],
+            registry=registry,
+        )
+        self.dataset_drift = Gauge(
+            "infermon_monitor_drift_dataset_drift",
+            "1 if the model's latest window evaluated here has dataset drift, else 0",
+            ["model"],
+            registry=registry,
+        )
+        self.drift_share = Gauge(
+            "infermon_monitor_drift_share",
+            "share of drifted columns in the model's latest window evaluated here",
+            ["model"],
+            registry=registry,
+        )
+        self.outliers = Counter(
+            "infermon_monitor_outliers",
+            "outlier instances found in the windows evaluated here",
+            ["model"],
+            registry=registry,
+        )
+        self.window_seconds = Histogram(
+            "infermon_monitor_drift_window_seconds",
+            "time to read, evaluate and store one window",
+            buckets=WINDOW_SECONDS_BUCKETS,
             registry=registry,
         )

@@ -33,6 +33,8 @@ from infermon.throttled_log import ThrottledLog, ThrottledLogs
 from monitor.batch_writer import BatchWriter
 from monitor.dead_letters import DeadLetterDeliveryError, DeadLetterTopic
 from monitor.decode import KafkaMessage, dead_letter, decode
+from monitor.detection_config import DetectionConfig
+from monitor.evaluator import detection_config, detection_evaluator
 from monitor.metrics import MonitorMetrics
 from monitor.one_pass import ONE_PASS_BUILT, prepare_records
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
@@ -476,6 +478,12 @@ def main(argv: Sequence[str]) -> int:
     )
     store = open_store(settings.database_url)
     registry = CollectorRegistry()
+    detection = detection_config(settings)  # a bad --config starts nothing
+    return _serve(settings, store, registry, detection)
+
+
+def _serve(settings: MonitorSettings, store: Store, registry: CollectorRegistry,
+           detection: DetectionConfig | None) -> int:  # fmt: skip
     # Bound before the consumer starts: a port in use is refused at once, naming its flag.
     admin = (
         embedded_server(admin_app(registry, ready=lambda: service.is_ready()),
@@ -500,7 +508,16 @@ def main(argv: Sequence[str]) -> int:
     # after 5 ms. A tenth of a millisecond keeps those waits from adding up (SQLite: 40k ->
     # 44-47k events/s against half a millisecond, BENCHMARKS.md).
     sys.setswitchinterval(WRITER_SWITCH_INTERVAL_S)
-    service.run()
+    if detection is None:
+        log.info("drift detection off (--no-detection)")
+        service.run()
+        return 0
+    evaluator = detection_evaluator(settings, store, registry, detection)
+    evaluator.start()  # beside the consumer, never on its write path
+    try:
+        service.run()
+    finally:
+        evaluator.stop()
     return 0
 
 

@@ -77,6 +77,36 @@ class MonitorSettings(KafkaSettings, DatabaseSettings):
     )
     retention_days: float = Field(0.0, ge=0, description="delete data older than this; 0: keep")
     session_timeout_ms: int = Field(45_000, gt=0, description="consumer group session timeout")
+    detection: bool = Field(
+        True, description="evaluate drift windows in this monitor (--no-detection: store only)"
+    )
+    config: str = Field(
+        "",
+        description="per-model drift and outlier detection (YAML); none: every model gets the"
+        " defaults (reference: its first 1000 instances; windows of 1000 instances)",
+    )
+    window_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="a window claimed by a monitor that has not stored its report after this"
+        " is evaluated by another",
+    )
+    window_settle_s: float = Field(
+        5.0,
+        ge=0,
+        description="a window closes once its newest instance (count windows) or its end (time"
+        " windows) is this old, so that instances on their way through the group are in it",
+    )
+    window_late_check_s: float = Field(
+        10.0,
+        gt=0,
+        description="how often the windows done in the last day are recounted; one with late"
+        " instances gets a revised report",
+    )
+    detection_poll_s: float = Field(1.0, gt=0, description="how often closed windows are sought")
+    detections_topic: str = Field(
+        defaults.DETECTIONS_TOPIC, description="topic of the drift and outlier CloudEvents"
+    )
     admin_host: str = Field("0.0.0.0", description="address of the metrics and health port")
     admin_port: int = Field(
         defaults.MONITOR_ADMIN_PORT, description="port for /metrics, /healthz and /readyz; 0: none"

@@ -32,3 +32,6 @@ class DriftConfig:
     mmd_sample: int = 300  # bounded subsample of each side for MMD
     mmd_permutations: int = 100
     seed: int = 0
+    calibration_rounds: int = 50  # reference subsamples per calibrated threshold
+    mmd_threshold: float = 0.05  # drift when the MMD permutation p-value is below this
+    missing_threshold: float = 0.05  # the missing-share z-test's level, before the correction

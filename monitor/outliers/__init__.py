@@ -4,4 +4,6 @@
   IsolationForest when scikit-learn is installed), its threshold set from a target
   false-positive rate on the reference; `score` a window: scores, flags and per-feature
   contributions.
+- `methods`: the scoring methods, each fitted on an imputed reference matrix.
+- `matrix`: the numeric columns of a DataFrame as a float matrix, missing values imputed.
 """

@@ -19,7 +19,15 @@ import pandas as pd
 from sqlalchemy import Row, and_, func, or_, select
 from sqlalchemy.engine import Connection
 
-from monitor.store.schema import dead_letters, events, inferences, instances
+from monitor.store.schema import (
+    as_utc,
+    dead_letters,
+    events,
+    inferences,
+    instances,
+    sqlite_time_text,
+)
+from monitor.store.windows import InstanceKey, InstanceRange
 
 # Columns of every latest_instances frame, before the features and predictions.
 INSTANCE_KEY_COLUMNS = ("request_id", "row_index", "time")
@@ -187,3 +195,98 @@ def stats(connection: Connection) -> dict[str, Any]:
         "dead_letters": count(dead_letters),
         "models": dict(sorted(models.items())),
     }
+
+
+# Drift windows take a model's instances in key order: (time, request_id, row_index).
+_KEY_ORDER = "ORDER BY time, request_id, row_index"
+_INSTANCE_COLUMNS = {
+    "postgresql": "request_id, row_index, (EXTRACT(EPOCH FROM time) * 1000000)::int8,"
+    " features::text, prediction::text",
+    "sqlite": "request_id, row_index, time, features, prediction",
+}
+
+
+def _range_where(dialect: str, where: InstanceRange) -> tuple[str, list[Any]]:
+    """The WHERE clause (with "?" markers) and its parameters. The time bounds come first so
+    that both databases find the range in ix_instances_model_time."""
+    time_value = sqlite_time_text if dialect == "sqlite" else as_utc
+    clauses: list[str] = ["model = ?"]
+    parameters: list[Any] = [where.model]
+    if where.after is not None:
+        t, r, i = time_value(where.after.time), where.after.request_id, where.after.row_index
+        clauses.append(
+            "time >= ? AND (time > ? OR request_id > ? OR (request_id = ? AND row_index > ?))"
+        )
+        parameters += [t, t, r, r, i]
+    if where.through is not None:
+        t, r, i = time_value(where.through.time), where.through.request_id, where.through.row_index
+        clauses.append(
+            "time <= ? AND (time < ? OR request_id < ? OR (request_id = ? AND row_index <= ?))"
+        )
+        parameters += [t, t, r, r, i]
+    if where.start is not None:
+        clauses.append("time >= ?")
+        parameters.append(time_value(where.start))
+    if where.end is not None:
+        clauses.append("time < ?")
+        parameters.append(time_value(where.end))
+    return " AND ".join(clauses), parameters
+
+
+def _run(connection: Connection, statement: str, parameters: list[Any]) -> Any:
+    if connection.dialect.name == "postgresql":
+        statement = statement.replace("?", "%s")
+    return connection.exec_driver_sql(statement, tuple(parameters))
+
+
+def instances_in(
+    connection: Connection, where: InstanceRange, limit: int | None = None
+) -> pd.DataFrame:
+    """The instances of `where`, oldest first in key order: columns as `latest_instances`."""
+    dialect = connection.dialect.name
+    clause, parameters = _range_where(dialect, where)
+    statement = f"SELECT {_INSTANCE_COLUMNS[dialect]} FROM instances WHERE {clause} {_KEY_ORDER}"
+    if limit is not None:
+        statement += " LIMIT ?"
+        parameters.append(limit)
+    with _gc_paused():
+        cursor_rows = _run(connection, statement, parameters).all()
+        if not cursor_rows:
+            return pd.DataFrame(columns=list(INSTANCE_KEY_COLUMNS))
+        return _instances_frame(dialect, cursor_rows)
+
+
+def count_instances(connection: Connection, where: InstanceRange) -> int:
+    clause, parameters = _range_where(connection.dialect.name, where)
+    return int(
+        _run(connection, f"SELECT count(*) FROM instances WHERE {clause}", parameters).scalar_one()
+    )
+
+
+def nth_instance_key(connection: Connection, where: InstanceRange, n: int) -> InstanceKey | None:
+    """The key of the `n`th instance (from 1) of `where` in key order; None if fewer."""
+    clause, parameters = _range_where(connection.dialect.name, where)
+    statement = (
+        f"SELECT time, request_id, row_index FROM instances WHERE {clause} {_KEY_ORDER}"
+        " LIMIT 1 OFFSET ?"
+    )
+    row = _run(connection, statement, [*parameters, n - 1]).first()
+    if row is None:
+        return None
+    moment = row[0] if isinstance(row[0], datetime) else datetime.fromisoformat(row[0])
+    return InstanceKey(as_utc(moment), row[1], row[2])
+
+
+# One index probe per model (a loose index scan), not a scan of every instance.
+_MODELS = """
+WITH RECURSIVE models(model) AS (
+    SELECT min(model) FROM instances
+    UNION ALL
+    SELECT (SELECT min(model) FROM instances WHERE instances.model > models.model)
+    FROM models WHERE models.model IS NOT NULL
+)
+SELECT model FROM models WHERE model IS NOT NULL"""
+
+
+def models_with_instances(connection: Connection) -> list[str]:
+    return [str(model) for model in connection.exec_driver_sql(_MODELS).scalars()]

@@ -6,6 +6,9 @@
 - `instances`: one row per batch row of an inference: the request's features beside the
   response's prediction, paired by row index.
 - `dead_letters`: Kafka records that were not valid CloudEvents, keyed by where they were.
+- Drift detection (migration 0002): `drift_references`, `drift_windows` (claimed by one monitor
+  of the group, then done), `drift_reports` (one per window revision), `drift_features` and
+  `outliers`.
 
 `time` in events, inferences and instances is never NULL, so that it can be indexed and
 sorted: the CloudEvent's time (for an inference and its instances, the request's, else the
@@ -31,6 +34,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -162,3 +166,130 @@ dead_letters = Table(
     Column("stored_at", UtcDateTime, nullable=False),
     Index("ix_dead_letters_stored_at", "stored_at"),
 )
+
+# Drift detection (migration 0002). An instance key is (time, request_id, row_index): the
+# order in which a model's instances are taken into count windows.
+
+# A model's reference, summarised once; windows compare with the newest version.
+drift_references = Table(
+    "drift_references",
+    metadata,
+    Column("model", Text, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("source", Text, nullable=False),  # "first 1000", "file PATH", "range START END"
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("columns", JSON, nullable=False),  # the reference's column names, in order
+    Column("sketch", LargeBinary, nullable=False),  # ReferenceSketch.to_bytes
+    Column("outlier_detector", LargeBinary),  # OutlierDetector.to_bytes; NULL: none
+    # The stored instances it came from (first N, a time range): inclusive key range.
+    Column("first_time", UtcDateTime),
+    Column("first_request_id", Text),
+    Column("first_row_index", Integer),
+    Column("last_time", UtcDateTime),
+    Column("last_request_id", Text),
+    Column("last_row_index", Integer),
+)
+
+# One row per window of a model, claimed by one monitor of the group, then done.
+drift_windows = Table(
+    "drift_windows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),  # count windows 1, 2, ...; time windows: slot
+    Column("kind", Text, nullable=False),  # count, tumbling or sliding
+    Column("window_start", UtcDateTime, nullable=False),  # time windows: [start, end)
+    Column("window_end", UtcDateTime, nullable=False),  # count windows: first and last time
+    # Instances strictly after this key (count windows: the previous window's end; time
+    # windows: the reference's last instance, if it came from stored data).
+    Column("after_time", UtcDateTime),
+    Column("after_request_id", Text),
+    Column("after_row_index", Integer),
+    # Count windows: up to this key, inclusive.
+    Column("end_time", UtcDateTime),
+    Column("end_request_id", Text),
+    Column("end_row_index", Integer),
+    Column("state", Text, nullable=False),  # claimed or done
+    Column("claimed_by", Text, nullable=False),  # the claim: monitor id and claim number
+    Column("lease_until", UtcDateTime, nullable=False),
+    Column("revision", Integer, nullable=False),  # of the report being made, or last made
+    Column("instances", Integer),  # in the last report
+    Column("late", Integer),  # of those, how many came after the first report
+    Column("reference_version", Integer, nullable=False),
+    Column("done_at", UtcDateTime),
+    UniqueConstraint("model", "seq", name="uq_drift_windows_model_seq"),
+)
+# The evaluator's look-ups: claims to take over, done windows to recount for late data.
+Index("ix_drift_windows_state_lease", drift_windows.c.state, drift_windows.c.lease_until)
+Index("ix_drift_windows_done_at", drift_windows.c.done_at)
+
+# One report per window revision.
+drift_reports = Table(
+    "drift_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("window_id", Integer, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("window_end", UtcDateTime, nullable=False),
+    Column("instances", Integer, nullable=False),
+    Column("reference_version", Integer, nullable=False),
+    Column("dataset_drift", Boolean, nullable=False),
+    Column("share", Float, nullable=False),
+    Column("drifted", Integer, nullable=False),
+    Column("valid", Integer, nullable=False),
+    Column("drift_share", Float, nullable=False),  # the share that makes dataset drift
+    Column("correction", Text, nullable=False),
+    Column("late", Integer, nullable=False),
+    Column("outliers", Integer, nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Column("multivariate", JSON),  # the multivariate test's result; NULL: none
+    UniqueConstraint("window_id", "revision", name="uq_drift_reports_window_revision"),
+)
+# A model's latest report, and its history over time.
+Index("ix_drift_reports_model_end", drift_reports.c.model, drift_reports.c.window_end.desc())
+Index("ix_drift_reports_computed_at", drift_reports.c.computed_at.desc())
+
+# A report's row per column.
+drift_features = Table(
+    "drift_features",
+    metadata,
+    Column("report_id", Integer, primary_key=True),
+    Column("position", Integer, primary_key=True),  # the report's column order
+    Column("column", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("test", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text),
+    Column("statistic", Float),
+    Column("p_value", Float),
+    Column("distance", Float),
+    Column("threshold", Float, nullable=False),
+    Column("threshold_source", Text, nullable=False),
+    Column("drift", Boolean, nullable=False),
+    Column("missing_share", Float, nullable=False),
+    Column("reference_missing_share", Float, nullable=False),
+    Column("missing_drift", Boolean, nullable=False),
+    Column("unseen_categories", Integer, nullable=False),
+    Column("histogram", JSON),  # {"labels", "reference", "current"}: the same bins
+)
+
+# The instances of a window's report that its outlier detector flagged.
+outliers = Table(
+    "outliers",
+    metadata,
+    Column("report_id", Integer, primary_key=True),
+    Column("request_id", Text, primary_key=True),
+    Column("row_index", Integer, primary_key=True),
+    Column("window_id", Integer, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("time", UtcDateTime, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("contributions", JSON, nullable=False),  # {column: its part of the score}
+)
+Index("ix_outliers_model_time", outliers.c.model, outliers.c.time.desc())
+Index("ix_outliers_window_id", outliers.c.window_id)

@@ -28,7 +28,7 @@ from sqlalchemy import Column, Engine, Table, select, text, tuple_, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from monitor.store import migrations, read
+from monitor.store import detection_write, migrations, read
 from monitor.store.engine import WRITE_TRANSACTION, create_store_engine
 from monitor.store.records import DeadLetter, StoredEvent
 from monitor.store.rows import BatchRows, TimeValue, batch_rows, storable_text
@@ -90,7 +90,7 @@ def _is_unavailable(error: BaseException) -> bool:
 
 
 @contextmanager
-def _database_errors_as_store_errors() -> Iterator[None]:
+def database_errors_as_store_errors() -> Iterator[None]:
     try:
         yield
     except (sa_exc.SQLAlchemyError, psycopg.Error, sqlite3.Error) as error:
@@ -148,7 +148,7 @@ class Store:
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision; nothing to do when it is there already."""
-        with _database_errors_as_store_errors(), self._write_transaction() as connection:
+        with database_errors_as_store_errors(), self.write_transaction() as connection:
             try:
                 migrations.upgrade(connection)
             except CommandError as error:  # e.g. a revision from a newer infermon
@@ -188,7 +188,7 @@ class Store:
         """The second half of `write`: the rows in one transaction."""
         if not batch.parts:
             return WriteResult(0, 0, 0, 0, 0)
-        with _database_errors_as_store_errors():
+        with database_errors_as_store_errors():
             try:
                 events_new, letters_new = self._write_parts(batch.parts)
             except UnstorableTextError:  # rare: written again with the text replaced
@@ -204,7 +204,7 @@ class Store:
     def _write_parts(self, parts: list[BatchRows]) -> tuple[int, int]:
         """(events inserted, dead letters inserted)."""
         events_new = letters_new = 0
-        with self._write_transaction() as connection:
+        with self.write_transaction() as connection:
             try:
                 for index, rows in enumerate(parts):
                     inserted = self._write_rows(connection, rows, first=index == 0)
@@ -218,7 +218,8 @@ class Store:
         return events_new, letters_new
 
     @contextmanager
-    def _write_transaction(self) -> Iterator[Connection]:
+    def write_transaction(self) -> Iterator[Connection]:
+        """A connection in a transaction that writes (on SQLite it takes the write lock first)."""
         with self._engine.connect() as connection:
             connection = connection.execution_options(**{WRITE_TRANSACTION: True})
             with connection.begin():
@@ -236,12 +237,13 @@ class Store:
             .where(text(AWAITING_RESPONSE), inferences.c.time < older_than)
             .values(orphaned=True)
         )
-        with _database_errors_as_store_errors(), self._write_transaction() as connection:
+        with database_errors_as_store_errors(), self.write_transaction() as connection:
             return connection.execute(statement).rowcount
 
     def purge(self, before: datetime, batch_rows: int = 5000) -> int:
-        """Deletes events, inferences and their instances older than `before`, and dead letters
-        stored before it; returns the rows deleted.
+        """Deletes events, inferences and their instances older than `before`, dead letters
+        stored before it, and drift windows that ended before it with their reports, features
+        and outliers (a model's newest window stays); returns the rows deleted.
 
         Works in short transactions of at most `batch_rows` inferences or events each, so the
         consumer is never blocked for long.
@@ -249,9 +251,9 @@ class Store:
         if not 1 <= batch_rows <= MAX_PURGE_BATCH_ROWS:
             raise ValueError(f"batch_rows must be 1 to {MAX_PURGE_BATCH_ROWS}, not {batch_rows}")
         deleted = 0
-        with _database_errors_as_store_errors():
+        with database_errors_as_store_errors():
             while True:
-                with self._write_transaction() as connection:
+                with self.write_transaction() as connection:
                     request_ids = connection.scalars(
                         select(inferences.c.request_id)
                         .where(inferences.c.time < before)
@@ -269,7 +271,18 @@ class Store:
             deleted += self._purge_rows(
                 dead_letters_table, dead_letters_table.c.stored_at, before, batch_rows
             )
+            deleted += self._purge_windows(before, batch_rows)
         return deleted
+
+    def _purge_windows(self, before: datetime, batch_rows: int) -> int:
+        """Drift windows that ended before `before`, with their reports and outliers."""
+        deleted = 0
+        while True:
+            with self.write_transaction() as connection:
+                windows, rows = detection_write.purge_windows(connection, before, batch_rows)
+            deleted += rows
+            if windows < batch_rows:
+                return deleted
 
     def _purge_rows(
         self, table: Table, time: Column[Any], before: datetime, batch_rows: int
@@ -279,7 +292,7 @@ class Store:
         oldest = select(*key_columns).where(time < before).limit(batch_rows)
         deleted = 0
         while True:
-            with self._write_transaction() as connection:
+            with self.write_transaction() as connection:
                 removed = connection.execute(
                     table.delete().where(tuple_(*key_columns).in_(oldest))
                 ).rowcount
@@ -289,12 +302,12 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """Row counts: events, inferences, instances, orphans, dead_letters, and per model."""
-        with _database_errors_as_store_errors(), self._engine.connect() as connection:
+        with database_errors_as_store_errors(), self._engine.connect() as connection:
             return read.stats(connection)
 
     def latest_instances(self, model: str, limit: int = 10_000) -> pd.DataFrame:
         """The model's newest instances, newest first; see `read.latest_instances`."""
-        with _database_errors_as_store_errors(), self._engine.connect() as connection:
+        with database_errors_as_store_errors(), self._engine.connect() as connection:
             return read.latest_instances(connection, model, limit)
 
     def latest_inferences(
@@ -309,5 +322,5 @@ class Store:
         For the next page pass the last item's `time` as `before`, and its `request_id` as
         `before_request_id` so that calls sharing that time are neither skipped nor repeated.
         """
-        with _database_errors_as_store_errors(), self._engine.connect() as connection:
+        with database_errors_as_store_errors(), self._engine.connect() as connection:
             return read.latest_inferences(connection, limit, model, before, before_request_id)

@@ -149,7 +149,8 @@ def _assert_every_merged_column_varies(table: str, rows: list[dict[str, Any]]) -
 
 
 def test_the_layout_is_the_schema_and_every_merged_column_has_its_sql() -> None:
-    assert {name: tuple(t.columns.keys()) for name, t in metadata.tables.items()} == ROW_COLUMNS
+    written = ("events", "inferences", "instances", "dead_letters")  # by the consumer
+    assert {name: tuple(metadata.tables[name].columns.keys()) for name in written} == ROW_COLUMNS
     assert tuple(ROW_COLUMNS[t] for t in ("events", "inferences", "instances", "dead_letters")) == (
         EVENT_COLUMNS,
         INFERENCE_COLUMNS,

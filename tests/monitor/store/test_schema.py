@@ -29,9 +29,12 @@ def test_upgrade_creates_exactly_the_schema_and_is_idempotent(database_url: str)
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
         tables = set(inspect(connection).get_table_names())
-    assert tables == {"events", "inferences", "instances", "dead_letters", "alembic_version"}
+    assert tables == {
+        "events", "inferences", "instances", "dead_letters", "alembic_version",
+        "drift_references", "drift_windows", "drift_reports", "drift_features", "outliers",
+    }  # fmt: skip
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect() as connection:
             definition = connection.exec_driver_sql(

@@ -1,0 +1,234 @@
+"""The read side of drift detection: references, windows, reports and outliers.
+
+Like `read`, it imports only SQLAlchemy and the schema, so that the dashboard reads the
+reports (latest per model, a model's history, its outliers) without the write path.
+Reports come as dicts: the columns of `drift_reports`, and `features`, the report's
+`drift_features` rows in the report's column order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, select
+from sqlalchemy.engine import Connection
+
+from monitor.store.schema import (
+    drift_features,
+    drift_references,
+    drift_reports,
+    drift_windows,
+    outliers,
+)
+from monitor.store.windows import (
+    CLAIMED,
+    DONE,
+    InstanceKey,
+    Reference,
+    WindowBounds,
+    WindowRow,
+)
+
+_FEATURE_COLUMNS = [c for c in drift_features.c if c.name not in ("report_id", "position")]
+
+
+def _key(row: Row[Any], prefix: str) -> InstanceKey | None:
+    mapping = row._mapping
+    time = mapping[f"{prefix}_time"]
+    if time is None:
+        return None
+    return InstanceKey(time, mapping[f"{prefix}_request_id"], mapping[f"{prefix}_row_index"])
+
+
+def _window(row: Row[Any]) -> WindowRow:
+    m = row._mapping
+    bounds = WindowBounds(
+        m["kind"],
+        int(m["seq"]),
+        m["window_start"],
+        m["window_end"],
+        _key(row, "after"),
+        _key(row, "end"),
+    )
+    return WindowRow(
+        m["id"],
+        m["model"],
+        bounds,
+        m["state"],
+        m["claimed_by"],
+        m["lease_until"],
+        m["revision"],
+        m["instances"],
+        m["late"],
+        m["reference_version"],
+    )
+
+
+def reference(connection: Connection, model: str, version: int | None) -> Reference | None:
+    """The model's reference of `version`; None: its newest."""
+    query = select(drift_references).where(drift_references.c.model == model)
+    if version is not None:
+        query = query.where(drift_references.c.version == version)
+    row = connection.execute(query.order_by(drift_references.c.version.desc()).limit(1)).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return Reference(
+        m["model"],
+        m["version"],
+        m["source"],
+        m["rows"],
+        list(m["columns"]),
+        m["sketch"],
+        m["outlier_detector"],
+        _key(row, "first"),
+        _key(row, "last"),
+        m["created_at"],
+    )
+
+
+def last_window(connection: Connection, model: str) -> WindowRow | None:
+    """The model's window with the highest seq."""
+    row = connection.execute(
+        select(drift_windows)
+        .where(drift_windows.c.model == model)
+        .order_by(drift_windows.c.seq.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else _window(row)
+
+
+def window(connection: Connection, window_id: int) -> WindowRow | None:
+    row = connection.execute(select(drift_windows).where(drift_windows.c.id == window_id)).first()
+    return None if row is None else _window(row)
+
+
+def expired_claims(connection: Connection, now: datetime, limit: int) -> list[WindowRow]:
+    """Claimed windows whose claimer let the lease run out (it died, or stalled)."""
+    rows = connection.execute(
+        select(drift_windows)
+        .where(drift_windows.c.state == CLAIMED, drift_windows.c.lease_until < now)
+        .order_by(drift_windows.c.lease_until)
+        .limit(limit)
+    )
+    return [_window(row) for row in rows]
+
+
+def recently_done(connection: Connection, since: datetime, limit: int) -> list[WindowRow]:
+    """Windows done since `since`, newest first: those whose instances are recounted."""
+    rows = connection.execute(
+        select(drift_windows)
+        .where(drift_windows.c.state == DONE, drift_windows.c.done_at >= since)
+        .order_by(drift_windows.c.done_at.desc())
+        .limit(limit)
+    )
+    return [_window(row) for row in rows]
+
+
+def _with_features(connection: Connection, query: Select[Any]) -> list[dict[str, Any]]:
+    reports = [dict(row._mapping) for row in connection.execute(query)]
+    if not reports:
+        return []
+    features: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    rows = connection.execute(
+        select(drift_features.c.report_id, *_FEATURE_COLUMNS)
+        .where(drift_features.c.report_id.in_([report["id"] for report in reports]))
+        .order_by(drift_features.c.report_id, drift_features.c.position)
+    )
+    for row in rows:
+        values = dict(row._mapping)
+        features[values.pop("report_id")].append(values)
+    for report in reports:
+        report["features"] = features.get(report["id"], [])
+    return reports
+
+
+def reports(
+    connection: Connection, model: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The latest `limit` reports (every revision is one), newest window first."""
+    query = select(drift_reports)
+    if model is not None:
+        query = query.where(drift_reports.c.model == model)
+    query = query.order_by(drift_reports.c.window_end.desc(), drift_reports.c.id.desc()).limit(
+        limit
+    )
+    return _with_features(connection, query)
+
+
+def latest_report(connection: Connection, model: str) -> dict[str, Any] | None:
+    """The model's newest window's latest revision."""
+    found = reports(connection, model, limit=1)
+    return found[0] if found else None
+
+
+def report_history(
+    connection: Connection,
+    model: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    feature: str | None = None,
+) -> list[dict[str, Any]]:
+    """The model's reports with windows ending in [since, until), oldest first, each
+    window's latest revision only; with `feature`, only that feature's row in `features`."""
+    query = select(drift_reports).where(drift_reports.c.model == model)
+    if since is not None:
+        query = query.where(drift_reports.c.window_end >= since)
+    if until is not None:
+        query = query.where(drift_reports.c.window_end < until)
+    query = query.order_by(drift_reports.c.window_end, drift_reports.c.revision)
+    latest: dict[int, dict[str, Any]] = {}
+    for report in _with_features(connection, query):
+        latest[report["window_id"]] = report  # later revisions overwrite earlier ones
+    history = list(latest.values())
+    if feature is not None:
+        for report in history:
+            report["features"] = [f for f in report["features"] if f["column"] == feature]
+    return history
+
+
+def model_outliers(
+    connection: Connection,
+    model: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The model's outliers with times in [since, until), newest first."""
+    query = select(outliers).where(outliers.c.model == model)
+    if since is not None:
+        query = query.where(outliers.c.time >= since)
+    if until is not None:
+        query = query.where(outliers.c.time < until)
+    query = query.order_by(outliers.c.time.desc(), outliers.c.request_id, outliers.c.row_index)
+    return [dict(row._mapping) for row in connection.execute(query.limit(limit))]
+
+
+def drift_states(connection: Connection) -> dict[str, dict[str, Any]]:
+    """Each model's latest report (without its features), by model."""
+    models = connection.scalars(select(drift_reports.c.model).distinct()).all()
+    states = {}
+    for model in sorted(models):
+        row = connection.execute(
+            select(drift_reports)
+            .where(drift_reports.c.model == model)
+            .order_by(drift_reports.c.window_end.desc(), drift_reports.c.id.desc())
+            .limit(1)
+        ).first()
+        if row is not None:
+            states[model] = dict(row._mapping)
+    return states
+
+
+def previous_dataset_drift(connection: Connection, model: str, seq: int) -> bool | None:
+    """Dataset drift in the latest report of the model's window before `seq`; None if none."""
+    row = connection.execute(
+        select(drift_reports.c.dataset_drift)
+        .join(drift_windows, drift_windows.c.id == drift_reports.c.window_id)
+        .where(drift_windows.c.model == model, drift_windows.c.seq < seq)
+        .order_by(drift_windows.c.seq.desc(), drift_reports.c.revision.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else bool(row[0])
