@@ -13,6 +13,9 @@ placement of the trigger's threads next to the model server's changes the result
 from run to run (`--no-pin` shows it).
 
     python bench/trigger_throughput.py [--records 30000] [--concurrency 16] [--rounds 3]
+
+`--baseline-tree DIR` also runs the trigger from another checkout in each round, in turn with
+this one (which goes first alternates), and prints both and their ratio: a change, measured.
 """
 
 from __future__ import annotations
@@ -84,7 +87,11 @@ def queue_requests(bootstrap: str, topic: str, records: int) -> None:
 
 
 def run_trigger(
-    broker: TansuBroker, broker_pid: int, model: KServeModelServer, args: argparse.Namespace
+    broker: TansuBroker,
+    broker_pid: int,
+    model: KServeModelServer,
+    args: argparse.Namespace,
+    tree: Path = REPO_ROOT,
 ) -> TriggerRun:
     stem = f"bench-{uuid.uuid4().hex[:8]}"
     topics = {"input": f"{stem}.in", "output": f"{stem}.out", "log": f"{stem}.payloads"}
@@ -101,8 +108,8 @@ def run_trigger(
         "--spool-dir", tempfile.mkdtemp(prefix="infermon-bench-spool-"),
         "--session-timeout-ms", "6000",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    trigger = ServerProcess("bench-trigger", argv, cwd=REPO_ROOT, env=env)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    trigger = ServerProcess("bench-trigger", argv, cwd=tree, env=env)
     metrics_url = f"http://127.0.0.1:{admin_port}/metrics"
     try:
         trigger.wait_until(lambda: http_ok(f"http://127.0.0.1:{admin_port}/readyz"), 20, "ready")
@@ -147,6 +154,7 @@ def main() -> None:
     parser.add_argument(
         "--no-pin", dest="pin", action="store_false", help="leave CPU placement to the scheduler"
     )
+    parser.add_argument("--baseline-tree", type=Path, help="checkout to compare, run in turn")
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin and len(cpus) >= 2
@@ -165,14 +173,22 @@ def main() -> None:
         wrk_saturation(direct_url, 3, connections=args.concurrency)
         direct_rates: list[float] = []
         trigger_runs: list[TriggerRun] = []
+        baseline_runs: list[TriggerRun] = []
         for round_number in range(1, args.rounds + 1):
             direct_rates.append(
                 wrk_saturation(direct_url, args.duration_s, connections=args.concurrency)
             )
-            trigger_runs.append(run_trigger(broker, broker_pid, model, args))
-            print(f"round {round_number}: direct {direct_rates[-1]:.0f}/s, "
-                  f"trigger {trigger_runs[-1].answers_per_s:.0f}/s")  # fmt: skip
-            time.sleep(1)
+            arms = [(trigger_runs, REPO_ROOT, "trigger")]
+            if args.baseline_tree is not None:
+                arms.append((baseline_runs, args.baseline_tree, "baseline"))
+                if round_number % 2 == 0:
+                    arms.reverse()
+            for runs, tree, name in arms:
+                runs.append(run_trigger(broker, broker_pid, model, args, tree))
+                print(f"round {round_number}: {name} {runs[-1].answers_per_s:.0f}/s, "
+                      f"{runs[-1].trigger_cpu_us:.0f} us CPU per answer")  # fmt: skip
+                time.sleep(1)
+            print(f"round {round_number}: direct {direct_rates[-1]:.0f}/s")
     direct = statistics.median(direct_rates)
     triggered = statistics.median(run.answers_per_s for run in trigger_runs)
     print(f"\nmedian of {args.rounds} rounds, concurrency {args.concurrency}")
@@ -182,6 +198,22 @@ def main() -> None:
     print(f"trigger CPU per answer: {statistics.median(r.trigger_cpu_us for r in trigger_runs):.0f}"
           f" us; broker CPU per answer: "
           f"{statistics.median(r.broker_cpu_us for r in trigger_runs):.0f} us")  # fmt: skip
+    if baseline_runs:
+        compare(trigger_runs, baseline_runs)
+
+
+def compare(changed: list[TriggerRun], baseline: list[TriggerRun]) -> None:
+    for label, runs in (("baseline tree", baseline), ("this tree", changed)):
+        rates = sorted(run.answers_per_s for run in runs)
+        cpus = sorted(run.trigger_cpu_us for run in runs)
+        print(f"{label:>14}: {statistics.median(rates):.0f} answers/s ({rates[0]:.0f}-"
+              f"{rates[-1]:.0f}), {statistics.median(cpus):.0f} us CPU per answer "
+              f"({cpus[0]:.0f}-{cpus[-1]:.0f})")  # fmt: skip
+    for label, field in (("answers/s", "answers_per_s"), ("CPU per answer", "trigger_cpu_us")):
+        ratio = statistics.median(getattr(r, field) for r in changed) / statistics.median(
+            getattr(r, field) for r in baseline
+        )
+        print(f"this tree / baseline, {label}: {ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ LOGGER_ADMIN_PORT: Final = 9091
 INGEST_ADMIN_PORT: Final = 9093
 MONITOR_ADMIN_PORT: Final = 9094
 TRIGGER_ADMIN_PORT: Final = 9095
+# The dashboard: its API, its page and its /metrics on one port.
+DASHBOARD_PORT: Final = 8000
 
 # Folders: everything a component keeps on disk lives under one data directory.
 DATA_DIR: Final = "infermon-data"

@@ -28,6 +28,8 @@ from cloudevents.core.v1.event import REQUIRED_ATTRIBUTES as SDK_REQUIRED_ATTRIB
 from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse
 
+from infermon.excerpts import quoted
+
 __all__ = [
     "KSERVE_REQUEST_TYPE",
     "KSERVE_RESPONSE_TYPE",
@@ -38,6 +40,7 @@ __all__ = [
     "EventParts",
     "InvalidEventError",
     "KafkaRecord",
+    "UtcText",
     "canonical_header_name",
     "check_writable",
     "cloudevent_http_headers",
@@ -96,11 +99,31 @@ class KafkaRecord:
 
 
 def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a `Z`, as KServe writes `ce_time`."""
+    """RFC 3339 in UTC with a `Z`, as KServe writes `ce_time`: microseconds, none when zero."""
     if moment.tzinfo is not UTC:  # the usual time is UTC already: skip the conversion
         moment = moment.astimezone(UTC)
     text = moment.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+class UtcText:
+    """`format_time` for many moments close together: each second's text is made once, because
+    `isoformat` costs more than the rest of an event attribute."""
+
+    def __init__(self) -> None:
+        self._second: datetime | None = None
+        self._second_text = ""
+
+    def __call__(self, moment: datetime) -> str:
+        if moment.tzinfo is not UTC:
+            return format_time(moment)
+        second = moment.replace(microsecond=0)
+        if second != self._second:
+            self._second = second
+            self._second_text = format_time(second)[:-1]  # without the Z
+        micros = moment.microsecond
+        # as format_time (isoformat) writes it: no fraction when it is zero
+        return f"{self._second_text}.{micros:06d}Z" if micros else self._second_text + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -111,18 +134,10 @@ def parse_time(text: str) -> datetime:
         try:
             moment = isoparse(text)
         except (ValueError, OverflowError) as error:  # 9999-12-31T24:00:00Z overflows
-            raise InvalidEventError(f"time is not RFC 3339: {_excerpt(text)}") from error
+            raise InvalidEventError(f"time is not RFC 3339: {quoted(text)}") from error
     if moment.tzinfo is None:
-        raise InvalidEventError(f"time has no UTC offset: {_excerpt(text)}")
+        raise InvalidEventError(f"time has no UTC offset: {quoted(text)}")
     return moment
-
-
-def _excerpt(value: object, limit: int = 80) -> str:
-    """`value` quoted for an error message, cut when long: a reason must stay short."""
-    if isinstance(value, str) and len(value) > limit:
-        return f"{value[:limit]!r}... ({len(value)} characters)"
-    quoted = repr(value)
-    return quoted if len(quoted) <= limit else f"{quoted[:limit]}..."
 
 
 def canonical_header_name(name: str) -> str:
@@ -168,7 +183,7 @@ def _build(attributes: dict[str, Any], data: bytes | None) -> CloudEvent:
     if missing:
         raise InvalidEventError(f"missing required attribute(s): {', '.join(missing)}")
     if attributes["specversion"] != "1.0":
-        raise InvalidEventError(f"unsupported specversion {_excerpt(attributes['specversion'])}")
+        raise InvalidEventError(f"unsupported specversion {quoted(attributes['specversion'])}")
     if "time" in attributes and isinstance(attributes["time"], str):
         attributes["time"] = parse_time(attributes["time"])
     try:
@@ -421,7 +436,7 @@ def _time_given(headers: Sequence[tuple[str, bytes | None]] | None, value: bytes
 def event_from_structured(body: bytes, content_type: str = "") -> CloudEvent:
     """Structured mode: the whole event as a JSON object."""
     if content_type and "json" not in content_type.lower():
-        raise InvalidEventError(f"unsupported structured format {_excerpt(content_type)}")
+        raise InvalidEventError(f"unsupported structured format {quoted(content_type)}")
     return _event_from_envelope(_parse_json(body, "structured event"))
 
 
@@ -480,11 +495,11 @@ def cloudevent_http_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str
         if not (name.startswith(HTTP_ATTRIBUTE_PREFIX) or name == CONTENT_TYPE_HEADER):
             continue
         if name in texts:
-            raise InvalidEventError(f"header {_excerpt(name)} appears more than once")
+            raise InvalidEventError(f"header {quoted(name)} appears more than once")
         try:
             texts[name] = raw_value.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise InvalidEventError(f"header {_excerpt(name)} is not UTF-8") from error
+            raise InvalidEventError(f"header {quoted(name)} is not UTF-8") from error
     return texts
 
 
@@ -506,7 +521,7 @@ def event_from_http(headers: Mapping[str, str], body: bytes) -> CloudEvent:
                 attributes[name[len(HTTP_ATTRIBUTE_PREFIX) :]] = unquote(value, errors="strict")
             except UnicodeDecodeError as error:
                 raise InvalidEventError(
-                    f"header {_excerpt(name)} percent-encodes bytes that are not UTF-8"
+                    f"header {quoted(name)} percent-encodes bytes that are not UTF-8"
                 ) from error
     if content_type is not None:
         attributes["datacontenttype"] = content_type
@@ -539,7 +554,7 @@ def check_writable(event: CloudEvent) -> CloudEvent:
     """
     for name, value in event.get_attributes().items():
         if name not in _SDK_ATTRIBUTES and not _EXTENSION_NAME.fullmatch(name):
-            raise InvalidEventError(f"extension name {_excerpt(name)} is not lowercase a-z0-9")
+            raise InvalidEventError(f"extension name {quoted(name)} is not lowercase a-z0-9")
         if isinstance(value, str):
             if not value.isascii():
                 _check_unicode(name, value)
@@ -547,7 +562,7 @@ def check_writable(event: CloudEvent) -> CloudEvent:
             _check_utc_range(value)
         elif value is not None and not isinstance(value, int | float):  # bool is an int
             raise InvalidEventError(
-                f"attribute {_excerpt(name)} is a {type(value).__name__}, "
+                f"attribute {quoted(name)} is a {type(value).__name__}, "
                 "not a string, number or boolean"
             )
     return event
@@ -557,7 +572,7 @@ def _check_unicode(name: str, value: str) -> None:
     try:
         value.encode()
     except UnicodeEncodeError as error:
-        raise InvalidEventError(f"attribute {_excerpt(name)} is not valid Unicode text") from error
+        raise InvalidEventError(f"attribute {quoted(name)} is not valid Unicode text") from error
 
 
 def _check_utc_range(moment: datetime) -> None:

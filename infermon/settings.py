@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from infermon import defaults
 from infermon.errors import UsageError
+from infermon.excerpts import quoted
 from infermon.throttled_log import LibrdkafkaLog
 
 CommaList = Annotated[list[str], NoDecode]
@@ -103,7 +104,7 @@ def settings_problems(error: ValidationError) -> str:
         reason = detail["msg"].removeprefix("Value error, ")
         if detail["loc"]:
             shown = str(detail["input"])
-            reason = f"{_flag(detail['loc'])} {shown[:80]!r}: {reason}"
+            reason = f"{_flag(detail['loc'])} {quoted(shown)}: {reason}"
         problems.append(reason)
     return "; ".join(problems)
 

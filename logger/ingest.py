@@ -21,6 +21,7 @@ from starlette.routing import Route
 from infermon import events
 from infermon.admin import embedded_server
 from infermon.events import CloudEvent, InvalidEventError, KafkaRecord
+from infermon.excerpts import shortened
 from infermon.settings import load_settings
 from logger.metrics import IngestMetrics
 from logger.producer.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
@@ -28,10 +29,6 @@ from logger.producer.sink import EventSink, record_fit
 from logger.settings import IngestSettings
 
 log = logging.getLogger(__name__)
-
-
-# A reason in an answer stays short: the input it quotes may be megabytes.
-MAX_REASON_CHARS = 500
 
 
 class RefusedError(Exception):
@@ -162,9 +159,7 @@ def ingest_app(sink: EventSink, settings: IngestSettings, metrics: IngestMetrics
 
 def _reject(metrics: IngestMetrics, status: int, reason: str) -> Response:
     metrics.rejected.labels(str(status)).inc()
-    if len(reason) > MAX_REASON_CHARS:
-        reason = reason[:MAX_REASON_CHARS] + "..."
-    return JSONResponse({"error": reason}, status_code=status)
+    return JSONResponse({"error": shortened(reason)}, status_code=status)
 
 
 async def serve(settings: IngestSettings) -> None:

@@ -10,12 +10,8 @@ from pydantic import Field, field_validator
 from infermon import defaults
 from infermon.settings import CommaList, split_comma_list
 from logger.producer.settings import SinkSettings
+from logger.producer.upstream import DEFAULT_IDLE_REUSE_S
 
-# A pooled model-server connection idle longer than this is not reused. A request written on a
-# connection the server is closing at that moment cannot be sent again (the server may have run
-# it), so connections retire before servers commonly close them: uvicorn, which KServe's Python
-# server runs on, closes a kept-alive connection after 5 s idle.
-DEFAULT_IDLE_REUSE_S = 4.0
 # The sidecar's edge limits, in line with what nginx and Envoy set by default: Envoy allows
 # 60 KiB of request headers and 100 header fields (431 above); nginx waits 60 s for a request
 # head, 60 s between two reads of a body and 75 s on an idle kept-alive connection.

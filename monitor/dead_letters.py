@@ -10,7 +10,6 @@ stop the consumer on it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,22 +17,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from infermon.dead_letters import context_headers, headers_dropped_header, value_cut_headers
 from monitor.store.records import DeadLetter
 
 log = logging.getLogger(__name__)
 
-# Kafka Connect's DLQ context headers (errors.deadletterqueue.context.headers.enable).
-HEADER_PREFIX = "__connect.errors."
+# Kafka Connect's `connector.name` context header: the monitor's dead letters say it is theirs.
 CONNECTOR_NAME = "infermon-monitor"
 DELIVERY_TIMEOUT_S = 30.0
-# Set on a dead letter whose value was cut to fit the dead-letter topic.
-HEADER_VALUE_CUT_TO = "__infermon.dlq.value.cut.to.bytes"
-HEADER_ORIGINAL_BYTES = "__infermon.dlq.value.original.bytes"
-HEADER_ORIGINAL_SHA256 = "__infermon.dlq.value.original.sha256"
-# Set when the original headers were left out, with how many bytes they held.
-HEADER_HEADERS_DROPPED = "__infermon.dlq.headers.dropped.bytes"
-# An exception message may quote the record (a bad time, a bad id): a header holds its start.
-MAX_ERROR_HEADER_CHARS = 2000
 # The record's own framing: lengths and attributes, per record and per header (generous).
 RECORD_OVERHEAD_BYTES = 128
 HEADER_OVERHEAD_BYTES = 12
@@ -54,19 +45,10 @@ class DeadLetterDeliveryError(RuntimeError):
 
 
 def error_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
-    fields = {
-        "topic": letter.topic,
-        "partition": str(letter.partition),
-        "offset": str(letter.offset),
-        "connector.name": CONNECTOR_NAME,
-        "stage": letter.stage,
-        "exception.class.name": letter.error_class,
-        "exception.message": letter.error[:MAX_ERROR_HEADER_CHARS],
-    }
-    encoded = []
-    for name, value in fields.items():  # surrogates (a record's bad text, quoted) replaced
-        encoded.append((HEADER_PREFIX + name, value.encode(errors="replace")))
-    return encoded
+    return context_headers(
+        letter.topic, letter.partition, letter.offset, CONNECTOR_NAME, letter.stage,
+        letter.error_class, letter.error,
+    )  # fmt: skip
 
 
 def _headers_bytes(headers: Sequence[tuple[str, bytes | None]]) -> int:
@@ -97,15 +79,11 @@ def letter_record(letter: DeadLetter, max_bytes: int) -> LetterRecord:
         key = key[: room // 4]  # a key that large is junk; the table keeps it whole
     room -= len(key or b"")
     if _headers_bytes(original) > room // 2:
-        notes.append((HEADER_HEADERS_DROPPED, str(_headers_bytes(original)).encode()))
+        notes.append(headers_dropped_header(_headers_bytes(original)))
         original = []
     room -= _headers_bytes(original)
     if value is not None and len(value) > room:
-        notes += [
-            (HEADER_VALUE_CUT_TO, str(max(room, 0)).encode()),
-            (HEADER_ORIGINAL_BYTES, str(len(value)).encode()),
-            (HEADER_ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode()),
-        ]
+        notes += value_cut_headers(value, max(room, 0))
         value = value[: max(room, 0)]
     return LetterRecord(key, value, original + errors + notes)
 

@@ -1,8 +1,10 @@
 """`infermon drift`: two data files compared column by column, offline.
 
 Files are CSV, Parquet or JSON lines, told apart by extension. The output is a table, or with
-`--json` a JSON list with one object per column. Drift is a result (exit 0); a file that cannot
-be read, or a column that is not in the reference, is a one-line error (exit 2).
+`--json` a JSON list with one object per column; `--html FILE` also writes the per-feature view
+(the dashboard's, histograms drawn) as one self-contained HTML file. Drift is a result (exit 0);
+a file that cannot be read, or a column that is not in the reference, is a one-line error
+(exit 2).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,6 +20,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 from pydantic_settings import CliSuppress
 
+from infermon import html
 from infermon.errors import UsageError, first_line
 from infermon.settings import CommaList, InfermonSettings, load_settings, split_comma_list
 from monitor.drift.config import DriftConfig
@@ -71,6 +75,9 @@ class DriftSettings(InfermonSettings):
     columns: CommaList = Field(
         default_factory=list, description="only these columns, a,b,c; unset: all"
     )
+    html: Path | None = Field(
+        None, description="also write the per-feature view, histograms drawn, to this HTML file"
+    )
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -87,6 +94,8 @@ class DriftSettings(InfermonSettings):
 
 def main(argv: Sequence[str]) -> int:
     settings = load_settings(DriftSettings, argv, "infermon drift")
+    if settings.html is not None and not settings.html.parent.is_dir():
+        raise UsageError(f"--html {settings.html}: no folder {settings.html.parent} to write it in")
     reference = read_table(settings.reference, "--reference")
     current = read_table(settings.current, "--current")
     if reference.empty:
@@ -100,7 +109,27 @@ def main(argv: Sequence[str]) -> int:
         print(json.dumps([feature.as_dict() for feature in report.features], indent=2))
     else:
         print(table(report))
+    if settings.html is not None:
+        write_html(settings, report)
     return 0
+
+
+def write_html(settings: DriftSettings, report: DriftReport) -> None:
+    assert settings.html is not None
+    page = html.standalone_report(
+        report.as_dict(),
+        title=f"Drift: {settings.current.name} against {settings.reference.name}",
+        details=[
+            ("reference", str(settings.reference)),
+            ("current", str(settings.current)),
+            ("correction", report.correction),
+            ("written", datetime.now(UTC).isoformat(timespec="seconds")),
+        ],
+    )
+    try:
+        settings.html.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"--html {settings.html}: cannot write it: {error.strerror}") from None
 
 
 def read_table(path: Path, flag: str) -> pd.DataFrame:

@@ -32,14 +32,16 @@ from monitor.metrics import DriftMetrics
 from monitor.references import (
     LoadedReference,
     ReferenceUnavailableError,
+    pending_data,
     reference_data,
     reference_source,
     summarised,
+    summarised_pending,
 )
 from monitor.settings import MonitorSettings
 from monitor.store.detection_store import DetectionStore
 from monitor.store.store import Store, StoreUnavailableError
-from monitor.store.windows import Claim, Reference
+from monitor.store.windows import DASHBOARD, Claim, Reference
 from monitor.window_bounds import next_window
 
 log = logging.getLogger(__name__)
@@ -167,8 +169,11 @@ class DriftEvaluator:
         return evaluated
 
     def _reference(self, model: str, detection: ModelDetection) -> Reference | None:
-        """The model's newest reference, built and stored first if the configured one is not."""
+        """The model's newest reference, built and stored first if the configured one is not.
+        One set from the dashboard stays the model's reference until another replaces it."""
         stored = self._store.reference(model)
+        if stored is not None and stored.origin == DASHBOARD:
+            return stored if not stored.pending else self._summarise_pending(stored, detection)
         if stored is not None and stored.source == reference_source(detection.reference):
             return stored
         if time.monotonic() < self._reference_retry.get(model, 0.0):
@@ -187,6 +192,26 @@ class DriftEvaluator:
             "reference %d of model %s: %s, %d rows", built.version, model, built.source, built.rows
         )
         return built
+
+    def _summarise_pending(self, pending: Reference, detection: ModelDetection) -> Reference | None:
+        """The dashboard's pending reference summarised and stored, before the model's next
+        window; while that fails, the newest summarised one."""
+        model = pending.model
+        if time.monotonic() >= self._reference_retry.get(model, 0.0):
+            try:
+                data = pending_data(self._store, pending)
+                built = self._store.complete_reference(summarised_pending(pending, detection, data))
+            except (ReferenceUnavailableError, ValueError, TypeError) as error:
+                # A user's data the statistics cannot take: tried again later, reported.
+                self._reference_retry[model] = time.monotonic() + REFERENCE_RETRY_S
+                log.warning("reference %d of model %s: %s", pending.version, model, error)
+            else:
+                log.info(
+                    "reference %d of model %s summarised: %s, %d rows",
+                    built.version, model, built.source, built.rows,
+                )  # fmt: skip
+                return built
+        return self._store.reference(model, summarised_only=True)
 
     def _loaded_reference(self, model: str, version: int) -> LoadedReference:
         loaded = self._loaded.get((model, version))

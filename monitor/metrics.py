@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -9,6 +11,7 @@ BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 
 class MonitorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._lag_labels: set[tuple[str, str]] = set()
         self.consumed = Counter(
             "infermon_monitor_records_consumed", "Kafka records read", registry=registry
         )
@@ -47,6 +50,28 @@ class MonitorMetrics:
             buckets=BATCH_SECONDS_BUCKETS,
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "infermon_monitor_consumer_lag",
+            "records on Kafka not yet stored, by topic and partition assigned here (librdkafka's "
+            "statistics, every second)",
+            ["topic", "partition"],
+            registry=registry,
+        )
+
+    def set_consumer_lag(self, statistics: dict[str, Any]) -> None:
+        """The lags of librdkafka's statistics: each partition's high watermark less its
+        stored offset (what the database holds); partitions no longer assigned are removed."""
+        lags = {}
+        for topic, found in statistics.get("topics", {}).items():
+            for partition, figures in found.get("partitions", {}).items():
+                lag = figures.get("consumer_lag_stored", -1)
+                if partition != "-1" and isinstance(lag, int) and lag >= 0:  # -1: unknown
+                    lags[(topic, partition)] = lag
+        for labels in set(self._lag_labels) - set(lags):
+            self.consumer_lag.remove(*labels)
+        for labels, lag in lags.items():
+            self.consumer_lag.labels(*labels).set(lag)
+        self._lag_labels = set(lags)
 
 
 WINDOW_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

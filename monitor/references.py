@@ -3,10 +3,14 @@
 From the model's first N stored instances (the default, N = 1000), from a file (CSV,
 Parquet, JSON lines) or from a stored time range. The data is summarised into a drift sketch
 and an outlier detector, stored as a reference version; windows compare with it from then on.
+A reference set from the dashboard (an upload, or pinned stored instances) is stored as data
+(Parquet) with no summary: pending until the monitor summarises it the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,6 +104,28 @@ def reference_data(
     return _stored(frame)
 
 
+def pending_data(store: DetectionStore, reference: Reference) -> ReferenceData:
+    """The rows of a reference set from the dashboard, which stored them as Parquet."""
+    data = store.reference_data(reference.model, reference.version)
+    if data is None:
+        raise ReferenceUnavailableError(f"reference {reference.version} holds no data")
+    try:
+        frame = pd.read_parquet(io.BytesIO(data))
+    except (OSError, ValueError, ImportError) as error:
+        raise ReferenceUnavailableError(
+            f"cannot read reference {reference.version}: {error}"
+        ) from None
+    return ReferenceData(frame, reference.first, reference.last)
+
+
+def summarised_pending(
+    reference: Reference, detection: ModelDetection, data: ReferenceData
+) -> Reference:
+    """A pending reference with its summary: its version, source and origin kept."""
+    built = summarised(reference.model, reference.version, detection, data)
+    return dataclasses.replace(built, source=reference.source, origin=reference.origin)
+
+
 def summarised(
     model: str, version: int, detection: ModelDetection, data: ReferenceData
 ) -> Reference:
@@ -137,6 +163,8 @@ class LoadedReference:
 
     @classmethod
     def of(cls, stored: Reference) -> LoadedReference:
+        if stored.sketch is None:
+            raise ValueError(f"reference {stored.version} of {stored.model!r} is pending")
         detector = stored.outlier_detector
         return cls(
             stored,

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
@@ -28,13 +28,12 @@ from sqlalchemy.engine import make_url
 
 from infermon.admin import admin_app, embedded_server
 from infermon.errors import UsageError, first_line
+from infermon.excerpts import shortened
 from infermon.settings import load_settings
 from infermon.throttled_log import ThrottledLog, ThrottledLogs
 from monitor.batch_writer import BatchWriter
 from monitor.dead_letters import DeadLetterDeliveryError, DeadLetterTopic
 from monitor.decode import KafkaMessage, dead_letter, decode
-from monitor.detection_config import DetectionConfig
-from monitor.evaluator import detection_config, detection_evaluator
 from monitor.metrics import MonitorMetrics
 from monitor.one_pass import ONE_PASS_BUILT, prepare_records
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
@@ -42,6 +41,9 @@ from monitor.refusals import write_refusing
 from monitor.settings import MonitorSettings
 from monitor.store.records import DeadLetter, StoredEvent
 from monitor.store.store import PreparedBatch, Store, StoreError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from monitor.detection_config import DetectionConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,6 @@ RETENTION_INTERVAL_S = 3600.0
 TRANSIENT_ERRORS = (StoreUnavailableError, DeadLetterDeliveryError)
 WRITER_SWITCH_INTERVAL_S = 0.0001
 EMPTY_BATCH = PreparedBatch(parts=[], events=0, inferences=0, instances=0)
-MAX_LOGGED_ERROR_CHARS = 500  # an error may quote a whole header
 # librdkafka reports which brokers it is connected to this often: the readiness check's delay.
 BROKER_CHECK_INTERVAL_MS = 1000
 
@@ -233,8 +234,10 @@ class MonitorService:
         self._kafka_log.note(f"kafka-{error.code()}", logging.WARNING, f"kafka: {error}")
 
     def _on_statistics(self, statistics_json: str) -> None:
-        brokers = json.loads(statistics_json).get("brokers", {}).values()
+        statistics = json.loads(statistics_json)
+        brokers = statistics.get("brokers", {}).values()
         self.broker_reachable = any(broker.get("state") == "UP" for broker in brokers)
+        self._metrics.set_consumer_lag(statistics)
 
     def is_ready(self) -> bool:
         """Consuming, with a broker connected: what /readyz answers."""
@@ -392,7 +395,7 @@ class MonitorService:
         self._metrics.dead_letters_undelivered.inc(self._dead_letter_topic.send(letters))
         for letter in letters:
             log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition,
-                        letter.offset, letter.error[:MAX_LOGGED_ERROR_CHARS])  # fmt: skip
+                        letter.offset, shortened(letter.error))  # fmt: skip
 
     def _with_retry(self, action: Callable[[], None]) -> None:
         """Run `action` until it succeeds; meanwhile consumption is paused, not abandoned."""
@@ -478,7 +481,13 @@ def main(argv: Sequence[str]) -> int:
     )
     store = open_store(settings.database_url)
     registry = CollectorRegistry()
-    detection = detection_config(settings)  # a bad --config starts nothing
+    detection = None
+    if settings.detection:
+        # Imported only when detection is on: scipy and the detectors cost ~60 MB and ~1 s
+        # that a monitor started with --no-detection does without.
+        from monitor.evaluator import detection_config
+
+        detection = detection_config(settings)  # a bad --config starts nothing
     return _serve(settings, store, registry, detection)
 
 
@@ -512,6 +521,8 @@ def _serve(settings: MonitorSettings, store: Store, registry: CollectorRegistry,
         log.info("drift detection off (--no-detection)")
         service.run()
         return 0
+    from monitor.evaluator import detection_evaluator
+
     evaluator = detection_evaluator(settings, store, registry, detection)
     evaluator.start()  # beside the consumer, never on its write path
     try:

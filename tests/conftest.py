@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.broker import TansuBroker, broker_bootstrap, create_topic
+from tests.fixtures.browser import browser  # noqa: F401  (registers the fixture)
 from tests.fixtures.databases import database_url  # noqa: F401  (registers the fixture)
 from tests.fixtures.factories import TansuFactory, TopicFactory
 from tests.fixtures.kserve_server import KServeModelServer

@@ -31,7 +31,7 @@ FORBIDDEN_IMPORTS = {
         "The store in layers",
     ),
     "trigger/_mistake.py": (
-        "from logger.sidecar.upstream import Upstream",
+        "from logger.sidecar.exchange import Exchange",
         "share only the producer core",
     ),
 }

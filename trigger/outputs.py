@@ -10,6 +10,7 @@ from typing import Final
 from confluent_kafka import Message
 
 from infermon import events
+from infermon.dead_letters import context_headers
 from infermon.events import KafkaRecord
 from logger.producer.capture import CallRecord
 from trigger.inputs import InferenceRequest, record_headers
@@ -20,9 +21,6 @@ ANSWER_ATTRIBUTES: Final = (
     events.EXT_REQUEST_ID, events.EXT_MODEL_NAME, events.EXT_PROTOCOL, events.EXT_PATH,
     events.EXT_STATUS_CODE, events.EXT_LATENCY_MS, EXT_ATTEMPTS,
 )  # fmt: skip
-# Kafka Connect's dead-letter context headers (errors.deadletterqueue.context.headers.enable):
-# __connect.errors.topic, .partition, .offset, .stage, .exception.message and so on.
-DLQ_HEADER_PREFIX: Final = "__connect.errors."
 JSON_CONTENT_TYPE: Final = "application/json"
 
 
@@ -85,21 +83,16 @@ class AnswerEncoder:
 def dead_letter_headers(
     message: Message, group: str, failure: Failure
 ) -> list[tuple[str, bytes | None]]:
-    """The input's own headers, then where it came from and why it could not be answered."""
-    context = {
-        "topic": message.topic() or "",
-        "partition": str(message.partition()),
-        "offset": str(message.offset()),
-        "connector.name": group,
-        "stage": failure.stage,
-        "exception.class.name": failure.reason,
-        "exception.message": failure.message,
-        "attempts": str(failure.attempts),
-    }
+    """The input's own headers, then where it came from and why it could not be answered
+    (and, beyond Kafka Connect's context headers, after how many attempts, with what status)."""
+    more = {"attempts": str(failure.attempts)}
     if failure.status is not None:
-        context["statuscode"] = str(failure.status)
+        more["statuscode"] = str(failure.status)
     headers = list(record_headers(message))
-    headers += [(DLQ_HEADER_PREFIX + name, value.encode()) for name, value in context.items()]
+    headers += context_headers(
+        message.topic() or "", message.partition() or 0, message.offset() or 0, group,
+        failure.stage, failure.reason, failure.message, **more,
+    )  # fmt: skip
     return headers
 
 

@@ -13,7 +13,7 @@ from jsonpath_ng import JSONPath
 from jsonpath_ng.ext import parse as parse_jsonpath
 
 from infermon import events
-from infermon.events import KafkaRecord
+from infermon.events import KafkaRecord, UtcText
 
 REDACTED = "[REDACTED]"
 # Set when --redact replaced a payload whole because it could not walk it; the value says why.
@@ -26,26 +26,6 @@ PER_EVENT_ATTRIBUTES = (
     events.EXT_PATH, events.EXT_PROTOCOL, events.EXT_MODEL_NAME, events.EXT_TRUNCATED,
     events.EXT_STATUS_CODE, events.EXT_LATENCY_MS, EXT_REDACTION,
 )  # fmt: skip
-
-
-class UtcText:
-    """`events.format_time` for many moments close together: the whole second's text is kept,
-    because `isoformat` costs more than the rest of an event attribute."""
-
-    def __init__(self) -> None:
-        self._second: datetime | None = None
-        self._second_text = ""
-
-    def __call__(self, moment: datetime) -> str:
-        if moment.tzinfo is not UTC:
-            return events.format_time(moment)
-        second = moment.replace(microsecond=0)
-        if second != self._second:
-            self._second = second
-            self._second_text = second.isoformat()[:-6]  # without +00:00
-        micros = moment.microsecond
-        # isoformat leaves out a zero fraction; so does format_time
-        return f"{self._second_text}.{micros:06d}Z" if micros else self._second_text + "Z"
 
 
 class Redactor:

@@ -1,8 +1,9 @@
 """`infermon logger`: the sidecar reverse proxy in front of a model server.
 
 `proxy.py` accepts client connections and enforces the edge limits, `exchange.py` carries one
-call between the client and the model server, `http1.py` holds the HTTP/1.1 rules and `upstream.py`
-pools the model server's connections; each call's events go to the producer core.
+call between the client and the model server (over the producer core's pool of its connections,
+`logger.producer.upstream`) and `http1.py` holds the HTTP/1.1 rules; each call's events go to the
+producer core.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from infermon.settings import load_settings
 from logger.metrics import ProxyMetrics
 from logger.producer.capture import EventBuilder, EventOptions
 from logger.producer.runtime import SinkRuntime, configure_logging, wait_for_shutdown_signal
+from logger.producer.upstream import Upstream
 from logger.settings import LoggerSettings
 from logger.sidecar.proxy import EdgeLimits, ProxyServer
-from logger.sidecar.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import httptools
 
 from infermon.events import KafkaRecord
 from logger.producer.capture import CallRecord
+from logger.producer.upstream import UpstreamConnection
 from logger.sidecar import http1
-from logger.sidecar.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
     from logger.sidecar.proxy import ClientConnection
@@ -228,8 +228,7 @@ class Exchange:
                 self._answer_error(502, "model server closed the connection before the request")
             return
         self._upstream = connection
-        connection.exchange = self
-        connection.new_response()
+        connection.begin(self)
         parts = [self._request_head(), *(self._frame(c) for c in self._pending_body)]
         if self.request_complete and self.request_chunked:
             parts.append(http1.LAST_CHUNK)
@@ -272,8 +271,14 @@ class Exchange:
 
     def _drop_upstream(self) -> None:
         if self._upstream is not None:
-            self._upstream.exchange = None
-            self._upstream.close()
+            self._upstream.abandon()
+
+    def upstream_writing_paused(self, paused: bool) -> None:
+        # Our writes of the request body outpace the model server: stop reading the client.
+        if paused:
+            self.client.pause_reading()
+        else:
+            self.client.resume_reading()
 
     # --- the response, as the model server sends it ---
     def response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep: bool) -> None:
@@ -335,8 +340,7 @@ class Exchange:
             if self._upstream_keep_alive and self.request_complete:
                 self.server.upstream.release(upstream)
             else:
-                upstream.exchange = None
-                upstream.close()
+                upstream.abandon()
         self._finish(self._response_status, close_client=not self.client_keep_alive)
 
     def client_lost(self) -> None:

@@ -23,9 +23,9 @@ from logger import settings
 from logger.metrics import ProxyMetrics
 from logger.producer.capture import EventBuilder
 from logger.producer.sink import EventSink
+from logger.producer.upstream import Upstream
 from logger.sidecar import http1
 from logger.sidecar.exchange import Exchange
-from logger.sidecar.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

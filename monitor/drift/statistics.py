@@ -211,25 +211,29 @@ def wasserstein(
 ) -> float:
     """∫ |F_ref - F_cur| dx in O(m log n), from the reference's ECDF integral H (`prefix`).
 
-    F_cur is a constant t = j/m on [c_j, c_{j+1}], so that piece is
-    ∫ (F_ref - t) + 2·∫ max(t - F_ref, 0), and F_ref < t exactly below the reference's
-    ceil(t·n)-th value q: the second term is t·(min(b, q) - a) - (H(min(b, q)) - H(a)) when
-    a < q. Below the first current value F_cur = 0 (the piece is H(c_1)); the last piece runs
-    to the larger of both maxima with t = 1.
+    |a - b| = (a - b) + 2·max(b - a, 0) and ∫ (F_ref - F_cur) = mean_cur - mean_ref, so only
+    the stretches where F_cur exceeds F_ref need integrating. F_cur is a constant t = j/m on
+    [c_j, c_{j+1}] (the last piece runs to the larger of both maxima), and F_ref < t exactly
+    below the reference's ceil(t·n)-th value q: the piece adds t·(min(b, q) - a) -
+    (H(min(b, q)) - H(a)) when a < q, nothing otherwise. mean_ref = max(ref) - H(max(ref)).
     """
     n, m = reference_sorted.size, current_sorted.size
-    end = max(float(reference_sorted[-1]), float(current_sorted[-1]))
-    points = np.append(current_sorted, end)
-    at = _integral_at(reference_sorted, prefix, points)
-    starts, ends, at_starts, at_ends = points[:-1], points[1:], at[:-1], at[1:]
+    top, area = float(reference_sorted[-1]), float(prefix[-1])
+    at = _integral_at(reference_sorted, prefix, current_sorted)
     level, rank = _levels(n, m)
     quantile = reference_sorted[rank - 1]
-    before_quantile = ends < quantile
-    upper = np.where(before_quantile, ends, quantile)
-    at_upper = np.where(before_quantile, at_ends, prefix[rank])
-    below = np.where(starts < quantile, level * (upper - starts) - (at_upper - at_starts), 0.0)
-    pieces = (at_ends - at_starts) - level * (ends - starts) + 2.0 * below
-    return float(max(at[0] + np.sum(pieces), 0.0))
+    piece = np.flatnonzero(current_sorted < quantile)  # where F_cur > F_ref somewhere
+    excess = 0.0
+    if piece.size:
+        end = max(top, float(current_sorted[-1]))
+        ends = np.append(current_sorted[1:], end)[piece]
+        at_ends = np.append(at[1:], area + end - top)[piece]
+        cut = ends < quantile[piece]
+        upper = np.where(cut, ends, quantile[piece])
+        at_upper = np.where(cut, at_ends, prefix[rank[piece]])
+        rise = level[piece] * (upper - current_sorted[piece]) - (at_upper - at[piece])
+        excess = float(np.sum(rise))
+    return max(float(current_sorted.mean()) - (top - area) + 2.0 * excess, 0.0)
 
 
 @functools.lru_cache(maxsize=16)
@@ -244,11 +248,15 @@ def _levels(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
 def _integral_at(
     reference_sorted: np.ndarray, prefix: np.ndarray, points: np.ndarray
 ) -> np.ndarray:
-    """H(x) = ∫_{-inf}^{x} F_ref, piecewise linear between the reference's values. With k
-    reference values <= x: H(r_k) + (k/n)(x - r_k); for k = 0 the index wraps, times 0."""
-    k = np.searchsorted(reference_sorted, points, side="right")
-    result: np.ndarray = prefix[k] + k / reference_sorted.size * (points - reference_sorted[k - 1])
-    return result
+    """H(x) = ∫_{-inf}^{x} F_ref: 0 below the reference, linear between its values (H(r_i) =
+    prefix[i]: one interpolation does the search and the arithmetic in a single pass), and
+    rising with slope 1 above its maximum."""
+    top = float(reference_sorted[-1])
+    at: np.ndarray = np.interp(points, reference_sorted, prefix[1:], left=0.0)
+    above = points > top
+    if above.any():
+        at[above] += points[above] - top
+    return at
 
 
 # --- the registry ----------------------------------------------------------------------------

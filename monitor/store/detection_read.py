@@ -66,11 +66,20 @@ def _window(row: Row[Any]) -> WindowRow:
     )
 
 
-def reference(connection: Connection, model: str, version: int | None) -> Reference | None:
-    """The model's reference of `version`; None: its newest."""
-    query = select(drift_references).where(drift_references.c.model == model)
+# Every column but a user's data (up to an upload's size): read only to summarise it.
+_REFERENCE_COLUMNS = [c for c in drift_references.c if c.name != "data"]
+
+
+def reference(
+    connection: Connection, model: str, version: int | None, summarised_only: bool = False
+) -> Reference | None:
+    """The model's reference of `version`; None: its newest (with `summarised_only`, its
+    newest that is not pending)."""
+    query = select(*_REFERENCE_COLUMNS).where(drift_references.c.model == model)
     if version is not None:
         query = query.where(drift_references.c.version == version)
+    if summarised_only:
+        query = query.where(drift_references.c.sketch.is_not(None))
     row = connection.execute(query.order_by(drift_references.c.version.desc()).limit(1)).first()
     if row is None:
         return None
@@ -86,7 +95,18 @@ def reference(connection: Connection, model: str, version: int | None) -> Refere
         _key(row, "first"),
         _key(row, "last"),
         m["created_at"],
+        m["origin"],
     )
+
+
+def reference_data(connection: Connection, model: str, version: int) -> bytes | None:
+    """The rows of a reference set from the dashboard, as Parquet; None for the monitor's."""
+    data: bytes | None = connection.scalar(
+        select(drift_references.c.data).where(
+            drift_references.c.model == model, drift_references.c.version == version
+        )
+    )
+    return data
 
 
 def last_window(connection: Connection, model: str) -> WindowRow | None:

@@ -58,10 +58,30 @@ class DetectionStore:
         return key
 
     # References
-    def reference(self, model: str, version: int | None = None) -> Reference | None:
-        """The model's reference of `version`; None: its newest."""
-        found: Reference | None = self._read(detection_read.reference, model, version)
+    def reference(
+        self, model: str, version: int | None = None, summarised_only: bool = False
+    ) -> Reference | None:
+        """The model's reference of `version`; None: its newest (with `summarised_only`,
+        its newest that is not pending)."""
+        found: Reference | None = self._read(
+            detection_read.reference, model, version, summarised_only
+        )
         return found
+
+    def reference_data(self, model: str, version: int) -> bytes | None:
+        """A pending reference's rows (Parquet), as the dashboard stored them."""
+        data: bytes | None = self._read(detection_read.reference_data, model, version)
+        return data
+
+    def complete_reference(self, reference: Reference) -> Reference:
+        """Stores a pending reference's summary (if no other monitor did first); the stored
+        reference."""
+        with database_errors_as_store_errors(), self._store.write_transaction() as connection:
+            detection_write.complete_reference(connection, reference)
+        stored = self.reference(reference.model, reference.version)
+        if stored is None:
+            raise LookupError(f"reference {reference.version} of {reference.model!r} is gone")
+        return stored
 
     def add_reference(self, reference: Reference) -> Reference:
         """Stores `reference`; if another monitor stored its version first, that one."""

@@ -53,9 +53,31 @@ def insert_reference(connection: Connection, reference: Reference, now: datetime
             columns=reference.columns,
             sketch=reference.sketch,
             outlier_detector=reference.outlier_detector,
+            origin=reference.origin,
             **_key_values("first", reference.first),
             **_key_values("last", reference.last),
         )
+    )
+
+
+def complete_reference(connection: Connection, reference: Reference) -> bool:
+    """A pending reference's summary stored; False when another monitor stored it first."""
+    return (
+        connection.execute(
+            update(drift_references)
+            .where(
+                drift_references.c.model == reference.model,
+                drift_references.c.version == reference.version,
+                drift_references.c.sketch.is_(None),
+            )
+            .values(
+                rows=reference.rows,
+                columns=reference.columns,
+                sketch=reference.sketch,
+                outlier_detector=reference.outlier_detector,
+            )
+        ).rowcount
+        == 1
     )
 
 

@@ -9,6 +9,8 @@
 - Drift detection (migration 0002): `drift_references`, `drift_windows` (claimed by one monitor
   of the group, then done), `drift_reports` (one per window revision), `drift_features` and
   `outliers`.
+- From the dashboard (migration 0003): `feedback`, the ground truth of instances; and in
+  `drift_references`, references set by a user, stored as data and summarised by the monitor.
 
 `time` in events, inferences and instances is never NULL, so that it can be indexed and
 sorted: the CloudEvent's time (for an inference and its instances, the request's, else the
@@ -180,7 +182,11 @@ drift_references = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("rows", Integer, nullable=False),
     Column("columns", JSON, nullable=False),  # the reference's column names, in order
-    Column("sketch", LargeBinary, nullable=False),  # ReferenceSketch.to_bytes
+    # ReferenceSketch.to_bytes; NULL: pending, set from the dashboard and not summarised yet.
+    Column("sketch", LargeBinary),
+    # "monitor": built from the detection config; "dashboard": uploaded or pinned by a user.
+    Column("origin", Text, nullable=False, server_default="monitor"),
+    Column("data", LargeBinary),  # a user's reference: its rows as Parquet, until summarised
     Column("outlier_detector", LargeBinary),  # OutlierDetector.to_bytes; NULL: none
     # The stored instances it came from (first N, a time range): inclusive key range.
     Column("first_time", UtcDateTime),
@@ -293,3 +299,14 @@ outliers = Table(
 )
 Index("ix_outliers_model_time", outliers.c.model, outliers.c.time.desc())
 Index("ix_outliers_window_id", outliers.c.window_id)
+
+# Ground truth from the dashboard (migration 0003): one label per instance, the latest one sent.
+# No foreign key: a label may come before its inference, and is joined once that is stored.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("request_id", Text, primary_key=True),
+    Column("row_index", Integer, primary_key=True),
+    Column("label", JSON, nullable=False),  # a class (string or integer) or a number
+    Column("received_at", UtcDateTime, nullable=False),
+)

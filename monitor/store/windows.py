@@ -12,6 +12,9 @@ from typing import Any, Literal, NamedTuple
 WindowKind = Literal["count", "tumbling", "sliding"]
 CLAIMED = "claimed"
 DONE = "done"
+# Who made a reference: the monitor, from its detection config; or a user, from the dashboard.
+MONITOR = "monitor"
+DASHBOARD = "dashboard"
 
 
 class InstanceKey(NamedTuple):
@@ -105,15 +108,21 @@ class WindowReport:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """A model's reference, summarised: what windows compare with."""
+    """A model's reference, summarised: what windows compare with. One set from the dashboard
+    is pending (no sketch) until the monitor summarises its data."""
 
     model: str
     version: int
     source: str
     rows: int
     columns: list[str]
-    sketch: bytes
+    sketch: bytes | None  # None: pending
     outlier_detector: bytes | None
     first: InstanceKey | None = None  # the stored instances it came from, if any
     last: InstanceKey | None = None
     created_at: datetime | None = None
+    origin: str = MONITOR  # or DASHBOARD
+
+    @property
+    def pending(self) -> bool:
+        return self.sketch is None

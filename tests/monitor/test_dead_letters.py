@@ -6,16 +6,14 @@ import hashlib
 
 import pytest
 
-from monitor.dead_letters import (
+from infermon.dead_letters import (
     HEADER_HEADERS_DROPPED,
     HEADER_ORIGINAL_BYTES,
     HEADER_ORIGINAL_SHA256,
     HEADER_VALUE_CUT_TO,
     MAX_ERROR_HEADER_CHARS,
-    DeadLetterTopic,
-    LetterRecord,
-    letter_record,
 )
+from monitor.dead_letters import DeadLetterTopic, LetterRecord, letter_record
 from monitor.store.records import DeadLetter
 from tests.fixtures.broker import read_topic
 from tests.fixtures.factories import TopicFactory

@@ -130,8 +130,9 @@ def test_a_killed_monitor_and_a_dead_claimer_lose_and_double_no_window(
         wait_for_stats(store, lambda s: s["instances"] >= 300)
         first.kill()  # SIGKILL with window 1 half full
         first = monitor(kafka_bootstrap, topic, database_url, config)
-        # The rest in the near future, so that no window closes before the claim below.
-        traffic.send(300, datetime.now(UTC) + timedelta(seconds=4))
+        # The rest in the near future (15 s: room for a loaded machine), so that no window
+        # closes before the claim below.
+        traffic.send(300, datetime.now(UTC) + timedelta(seconds=15))
         wait_for_stats(store, lambda s: s["instances"] >= 600)
         reference = wait_for("the reference", lambda: detection.reference(MODEL))
         through = detection.nth_instance_key(InstanceRange(MODEL, after=reference.last), 200)

@@ -106,7 +106,8 @@ def test_a_missing_database_is_exit_2_and_not_created(tmp_path: Path) -> None:
 def test_a_database_without_reports_says_so(
     database_url: str, run: Callable[..., tuple[int, str]]
 ) -> None:
-    Store(database_url).upgrade()
+    with Store(database_url) as store:
+        store.upgrade()
 
     code, out = run("reports", "--database-url", database_url)
 

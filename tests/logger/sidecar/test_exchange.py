@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from logger.producer.upstream import UpstreamConnection
 from logger.sidecar.exchange import Exchange
-from logger.sidecar.upstream import UpstreamConnection
 
 HIGH_WATER_BYTES = 64 * 1024
 

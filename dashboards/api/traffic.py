@@ -1,0 +1,94 @@
+"""GET /models/{model}/traffic: calls, errors and latency per time bucket, for the page's charts.
+
+Buckets are `bucket` seconds long, aligned on the Unix epoch, from the one holding `since` to
+the one holding the last moment before `until`; a bucket without calls is there with zeros.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from dashboards.auth import require_read
+from dashboards.database import Reading
+from dashboards.errors import ERROR_RESPONSES, NOT_FOUND, bad_request, not_found
+from monitor.store import traffic_read
+from monitor.store.schema import as_utc
+
+DEFAULT_RANGE = timedelta(hours=24)
+MAX_BUCKETS = 2000
+# The bucket sizes chosen when none is asked for: the smallest giving at most 120 buckets.
+NICE_BUCKETS_S = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 86400, 604800)
+
+router = APIRouter(dependencies=[Depends(require_read)], responses=ERROR_RESPONSES)
+
+
+class TrafficBucket(BaseModel):
+    start: datetime
+    calls: int = Field(description="inferences whose time falls in the bucket")
+    errors: int = Field(description="of those, answered with a status >= 400")
+    error_rate: float | None = Field(description="errors / calls; null without calls")
+    latency_mean_ms: float | None
+    latency_p50_ms: float | None = Field(description="nearest-rank percentiles of latency_ms")
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+
+
+class Traffic(BaseModel):
+    model: str
+    since: datetime
+    until: datetime
+    bucket_s: int
+    buckets: list[TrafficBucket]
+
+
+def _bucket_size(span: timedelta) -> int:
+    seconds = span.total_seconds()
+    return next((size for size in NICE_BUCKETS_S if seconds / size <= 120), NICE_BUCKETS_S[-1])
+
+
+def _empty(start: datetime) -> TrafficBucket:
+    return TrafficBucket(start=start, calls=0, errors=0, error_rate=None, latency_mean_ms=None,
+                         latency_p50_ms=None, latency_p95_ms=None, latency_p99_ms=None)  # fmt: skip
+
+
+Since = Annotated[datetime | None, Query(description="default: 24 hours before until")]
+Until = Annotated[datetime | None, Query(description="exclusive; default: now")]
+Bucket = Annotated[
+    int | None,
+    Query(ge=1, le=31_622_400, description="seconds; default: the smallest of 1 s .. 1 week "
+          "giving at most 120 buckets"),
+]  # fmt: skip
+
+
+@router.get("/models/{model}/traffic", response_model=Traffic, responses=NOT_FOUND)
+def traffic(
+    model: str,
+    connection: Reading,
+    since: Since = None,
+    until: Until = None,
+    bucket: Bucket = None,
+) -> Traffic:  # fmt: skip
+    end = as_utc(until) if until else datetime.now(UTC)
+    start = as_utc(since) if since else end - DEFAULT_RANGE
+    if start >= end:
+        raise bad_request("until must be after since")
+    size = bucket or _bucket_size(end - start)
+    first = int(start.timestamp()) // size
+    count = math.ceil((end.timestamp() - first * size) / size)
+    if count > MAX_BUCKETS:
+        raise bad_request(f"{count} buckets of {size} s: at most {MAX_BUCKETS}; ask for larger")
+    if not traffic_read.model_seen(connection, model):
+        raise not_found(f"no model {model!r}")
+    found = {b.start: b for b in traffic_read.traffic(connection, model, start, end, size)}
+    buckets = []
+    for n in range(count):
+        moment = datetime.fromtimestamp((first + n) * size, UTC)
+        stored = found.get(moment)
+        buckets.append(_empty(moment) if stored is None else TrafficBucket(
+            error_rate=stored.errors / stored.calls, **vars(stored)))  # fmt: skip
+    return Traffic(model=model, since=start, until=end, bucket_s=size, buckets=buckets)
