@@ -37,8 +37,9 @@ from sqlalchemy import event
 
 from monitor.store import read as store_read
 from monitor.store import write as store_write
+from monitor.store.layout import INFERENCE_COLUMNS, INSTANCE_COLUMNS, ROW_COLUMNS
 from monitor.store.records import StoredEvent
-from monitor.store.rows import INFERENCE_COLUMNS, INSTANCE_COLUMNS, BatchRows, batch_rows, to_json
+from monitor.store.rows import BatchRows, batch_rows, to_json
 from monitor.store.schema import as_utc, sqlite_time_text
 from monitor.store.store import Store
 
@@ -167,7 +168,7 @@ def bare_insert_rate(store: Store, batches: list[BatchRows], events: int) -> flo
             driver: Any = connection.connection.driver_connection
             cursor = driver.cursor()
             for table in tables:
-                columns = store_write.TABLE_COLUMNS[table]
+                columns = ROW_COLUMNS[table]
                 if postgresql:
                     copy_sql = (
                         f"COPY bare_{table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"

@@ -77,18 +77,33 @@ def raw_consume_rate(bootstrap: str, topic: str, partitions: int, expected: int)
     return expected / elapsed
 
 
+# `infermon monitor` with the compiled one pass switched off, for an A/B run (monitor_ab.py).
+PYTHON_ONLY = (
+    "import sys; import monitor.one_pass as one_pass; one_pass.one_pass_rows = None; "
+    "from infermon.cli import main; sys.exit(main())"
+)
+
+
 def start_monitor(
-    bootstrap: str, topic: str, database_url: str, group: str, extra: tuple[str, ...] = ()
+    bootstrap: str,
+    topic: str,
+    database_url: str,
+    group: str,
+    extra: tuple[str, ...] = (),
+    tree: Path = REPO_ROOT,
+    python_only: bool = False,
 ) -> tuple[ServerProcess, str]:
-    """A monitor process, and the address of its metrics page."""
+    """A monitor process from the source tree `tree`, and the address of its metrics page;
+    `python_only`: without the compiled one pass, every batch decoded record by record."""
     admin_port = free_port()
-    argv = [sys.executable, "-m", "infermon.cli", "monitor", "--kafka-bootstrap", bootstrap,
+    start = ["-c", PYTHON_ONLY] if python_only else ["-m", "infermon.cli"]
+    argv = [sys.executable, *start, "monitor", "--kafka-bootstrap", bootstrap,
             "--topic", topic, "--group", group, "--database-url", database_url,
             "--admin-host", "127.0.0.1", "--admin-port", str(admin_port),
             "--session-timeout-ms", "6000",
             "--kafka-config", "max.poll.interval.ms=30000", *extra]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = ServerProcess("bench-monitor", argv, cwd=REPO_ROOT, env=env)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    process = ServerProcess("bench-monitor", argv, cwd=tree, env=env)
     ready = f"http://127.0.0.1:{admin_port}/readyz"
     process.wait_until(lambda: http_ok(ready), 30, "readiness")
     return process, f"http://127.0.0.1:{admin_port}/metrics"
@@ -132,14 +147,17 @@ def monitor_rate(
     processes: int,
     expected: int,
     extra: tuple[str, ...] = (),
+    tree: Path = REPO_ROOT,
+    python_only: bool = False,
 ) -> tuple[float, float, float, tuple[float, ...]]:
     """(events/s, the monitor processes' and the database server's CPU µs per event, over
-    the timed span; each process's share of the events stored)."""
+    the timed span; each process's share of the events stored), monitors from `tree`."""
     with Store(database_url) as store:
         store.upgrade()
     group = f"bench-{uuid.uuid4().hex[:8]}"
     started_monitors = [
-        start_monitor(bootstrap, topic, database_url, group, extra) for _ in range(processes)
+        start_monitor(bootstrap, topic, database_url, group, extra, tree, python_only)
+        for _ in range(processes)
     ]
     monitors = [monitor for monitor, _ in started_monitors]
     metrics = [url for _, url in started_monitors]

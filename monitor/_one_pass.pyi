@@ -6,6 +6,9 @@ from typing import Any
 from monitor.decode import KafkaMessage
 from monitor.store.rows import BatchRows
 
+ROW_COLUMNS: dict[str, tuple[str, ...]]
+MERGES: dict[str, dict[str, str]]
+
 def one_pass_rows(
     messages: Sequence[KafkaMessage],
     max_event_bytes: int,

@@ -70,6 +70,42 @@ cdef enum:
     ENCODED_ROWS = 11
 
 
+# The rows this module builds, column by column in the order of its tuples below, and the
+# merge rules (`monitor.store.layout.Merge` values) its `inference_row` and `instance_rows`
+# apply to a call's two sides. `monitor.one_pass` checks both against the store's declaration
+# when it imports this, so a build older than the store's layout is refused, not trusted.
+ROW_COLUMNS = {
+    "events": (
+        "source", "event_id", "type", "kind", "request_id", "model", "time", "stored_at",
+        "content_type", "attributes", "payload", "payload_bytes", "payload_kind", "parse_error",
+        "truncated", "kafka_topic", "kafka_partition", "kafka_offset",
+    ),
+    "inferences": (
+        "request_id", "model", "namespace", "inference_service", "component", "protocol",
+        "time", "request_time", "response_time", "latency_ms", "status_code", "batch_size",
+        "request_rows", "response_rows", "batch_size_mismatch", "has_request", "has_response",
+        "orphaned", "request_payload_kind", "response_payload_kind",
+    ),
+    "instances": ("request_id", "row_index", "model", "time", "features", "prediction"),
+}
+MERGES = {
+    "inferences": {
+        "request_id": "key", "model": "request first", "namespace": "request first",
+        "inference_service": "request first", "component": "request first",
+        "protocol": "request first", "time": "request side", "request_time": "first",
+        "response_time": "first", "latency_ms": "first, else derived", "status_code": "first",
+        "batch_size": "derived", "request_rows": "first", "response_rows": "first",
+        "batch_size_mismatch": "derived", "has_request": "either", "has_response": "either",
+        "orphaned": "until response", "request_payload_kind": "first",
+        "response_payload_kind": "first",
+    },
+    "instances": {
+        "request_id": "key", "row_index": "key", "model": "request first",
+        "time": "request side", "features": "first", "prediction": "first",
+    },
+}
+
+
 cdef int[7] TIME_FIELD_WIDTHS = [4, 2, 2, 2, 2, 2, 6]
 cdef const char* TIME_SEPARATORS = b"-- ::."  # after each field but the last
 

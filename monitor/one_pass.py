@@ -14,6 +14,7 @@ from typing import Any
 
 from monitor.decode import KafkaMessage
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
+from monitor.store.layout import LayoutMismatchError, check_layout
 from monitor.store.rows import BatchRows
 from monitor.store.store import SUB_BATCH_EVENTS, PreparedBatch, Store
 
@@ -24,12 +25,30 @@ OnePassRows = Callable[[Sequence[KafkaMessage], int, int, int, int, Any, bool], 
 
 
 def _compiled() -> OnePassRows | None:
-    """The compiled path, built at install where a C compiler is at hand (setup.py)."""
+    """The compiled path, built at install where a C compiler is at hand (setup.py), once
+    checked to build and merge rows as the store declares them (`check_compiled`)."""
     try:
-        from monitor._one_pass import one_pass_rows
+        from monitor import _one_pass
     except ImportError:
         return None
-    return one_pass_rows
+    check_compiled(_one_pass)
+    return _one_pass.one_pass_rows
+
+
+def check_compiled(module: Any) -> None:
+    """A build of `_one_pass.pyx` older than the store's row layout or merge rules would write
+    values into the wrong columns: refuse it, loudly, with how it differs."""
+    rebuild = "rebuild it (pip install ., or python setup.py build_ext --inplace)"
+    columns, merges = getattr(module, "ROW_COLUMNS", None), getattr(module, "MERGES", None)
+    if columns is None or merges is None:
+        raise LayoutMismatchError(
+            f"the compiled one pass ({module.__file__}) declares no row layout: it was built"
+            f" from an older monitor/_one_pass.pyx; {rebuild}"
+        )
+    try:
+        check_layout("the compiled one pass", columns, merges)
+    except LayoutMismatchError as error:
+        raise LayoutMismatchError(f"{error}; {rebuild}") from error
 
 
 one_pass_rows = _compiled()

@@ -7,6 +7,7 @@ the dashboard) gets only SQLAlchemy and the schema:
 - `engine`: the SQLAlchemy engine (drivers, pool, SQLite settings).
 - `read`: instances as frames, pages of inferences, counts (imports only the schema).
 - `records`: what a writer hands the store (decoded events, dead letters).
+- `layout`: the rows' column orders and the call-merge rules, declared once.
 - `rows`, `write`: a batch merged into rows in Python, then written in bulk.
 - `store`: `Store`, one handle on all of it, with transactions and the store's errors.
 - Drift detection: `windows` (keys, window bounds, claims, reports as plain values),

@@ -3,8 +3,8 @@
 Each event becomes one `events` row, and its side of an inference: one `inferences` row per
 request id and one `instances` row per (request id, row index). Events of the same call in the
 same batch are folded together here with exactly the rules the SQL upserts apply to rows
-already stored (`write.py`), so a call written in one batch or in two, in either order,
-ends up the same. Each rule keeps a known value rather than a NULL.
+already stored (both implement `layout.MERGES`; `write.py` generates its SQL from it), so a
+call written in one batch or in two, in either order, ends up the same.
 """
 
 from __future__ import annotations
@@ -15,33 +15,18 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import orjson
 
+from monitor.store.layout import INFERENCE_COLUMNS, INSTANCE_COLUMNS
 from monitor.store.records import DeadLetter, StoredEvent
 from monitor.store.schema import as_utc
 
 Row = tuple[Any, ...]
 # How a datetime is handed to the database driver: aware datetime or SQLite text.
 TimeValue = Callable[[datetime], Any]
-
-EVENT_COLUMNS = (
-    "source", "event_id", "type", "kind", "request_id", "model", "time", "stored_at",
-    "content_type", "attributes", "payload", "payload_bytes", "payload_kind", "parse_error",
-    "truncated", "kafka_topic", "kafka_partition", "kafka_offset",
-)  # fmt: skip
-INFERENCE_COLUMNS = (
-    "request_id", "model", "namespace", "inference_service", "component", "protocol", "time",
-    "request_time", "response_time", "latency_ms", "status_code", "batch_size", "request_rows",
-    "response_rows", "batch_size_mismatch", "has_request", "has_response", "orphaned",
-    "request_payload_kind", "response_payload_kind",
-)  # fmt: skip
-INSTANCE_COLUMNS = ("request_id", "row_index", "model", "time", "features", "prediction")
-DEAD_LETTER_COLUMNS = (
-    "kafka_topic", "kafka_partition", "kafka_offset", "key", "value", "headers", "error",
-    "error_class", "stage", "stored_at",
-)  # fmt: skip
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -132,7 +117,8 @@ class _Inference:
         self.response_payload_kind = None if is_request else event.payload_kind
 
     def add(self, event: StoredEvent, time: datetime | None, time_value: Any) -> None:
-        """The SQL upsert's rules: `self` is the row stored, `event` the one arriving.
+        """The SQL upsert's rules (layout.MERGES): `self` is the row stored, `event` the one
+        arriving; the DERIVED columns are made by `row`.
 
         The same as merging `_Inference(event, time, time_value)` in, without building it.
         """
@@ -164,28 +150,32 @@ class _Inference:
         self.response_payload_kind = _first(self.response_payload_kind, event.payload_kind)
 
     def row(self, time_values: dict[datetime, Any]) -> Row:
+        """The row, by column name; once: the times become their driver form."""
         request_time, response_time = self.request_time, self.response_time
-        latency = self.latency_ms
-        if latency is None and request_time is not None and response_time is not None:
-            latency = latency_ms(request_time, response_time)
+        if self.latency_ms is None and request_time is not None and response_time is not None:
+            self.latency_ms = latency_ms(request_time, response_time)
+        if request_time is not None:
+            self.request_time = time_values[request_time]
+        if response_time is not None:
+            self.response_time = time_values[response_time]
         request_rows, response_rows = self.request_rows, self.response_rows
-        return (
-            self.request_id, self.model, self.namespace, self.inference_service, self.component,
-            self.protocol, self.time,
-            None if request_time is None else time_values[request_time],
-            None if response_time is None else time_values[response_time],
-            latency, self.status_code,
-            request_rows if request_rows is not None else response_rows,
-            request_rows, response_rows,
-            request_rows is not None and response_rows is not None
-            and request_rows != response_rows,
-            self.has_request, self.has_response, self.orphaned,
-            self.request_payload_kind, self.response_payload_kind,
-        )  # fmt: skip
+        self.batch_size = request_rows if request_rows is not None else response_rows
+        self.batch_size_mismatch = (
+            request_rows is not None and response_rows is not None and request_rows != response_rows
+        )
+        row: Row = _inference_row(self)  # a tuple of the columns, in their order
+        return row
+
+
+_inference_row = attrgetter(*INFERENCE_COLUMNS)
+# Instance rows are lists while the batch is folded: these columns' places in them.
+_MODEL, _TIME, _FEATURES, _PREDICTION = map(
+    INSTANCE_COLUMNS.index, ("model", "time", "features", "prediction")
+)
 
 
 def _merge_instances(known: list[list[Any]], arriving: list[list[Any]]) -> None:
-    """The SQL upsert's rules per row [request_id, row_index, model, time, features, prediction].
+    """The SQL upsert's rules (layout.MERGES) per instance row, stored and arriving.
 
     Rows that only one side has are kept as they are (a batch size mismatch).
     """
@@ -194,20 +184,21 @@ def _merge_instances(known: list[list[Any]], arriving: list[list[Any]]) -> None:
             known.append(e)
             continue
         t = known[index]
-        if e[4] is not None:  # the request's row arrives
-            t[2] = _first(e[2], t[2])
-            if t[4] is None:
-                t[3] = e[3]  # the request's time replaces the response's
-                t[4] = e[4]
+        if e[_FEATURES] is not None:  # the request's row arrives
+            t[_MODEL] = _first(e[_MODEL], t[_MODEL])
+            if t[_FEATURES] is None:
+                t[_TIME] = e[_TIME]  # the request's time replaces the response's
+                t[_FEATURES] = e[_FEATURES]
         else:
-            t[2] = _first(t[2], e[2])
-        if t[5] is None:
-            t[5] = e[5]
+            t[_MODEL] = _first(t[_MODEL], e[_MODEL])
+        if t[_PREDICTION] is None:
+            t[_PREDICTION] = e[_PREDICTION]
 
 
 @dataclass(frozen=True, slots=True)
 class BatchRows:
-    """Rows ready for the database, each key once, in the column orders above."""
+    """Rows ready for the database, each key once, each a tuple in its table's column order
+    (`layout.ROW_COLUMNS`)."""
 
     events: list[Row]
     inferences: list[Row]
@@ -236,7 +227,7 @@ def batch_rows(
         else:
             time = as_utc(time)
             value = time_values[time] = time_value(time)
-        events[key] = (
+        events[key] = (  # layout.EVENT_COLUMNS
             event.source, event.event_id, event.type, event.kind, event.request_id, event.model,
             value, stored_at_value, event.content_type, to_json(event.attributes),
             event.payload, len(event.payload), event.payload_kind, event.parse_error,
@@ -252,7 +243,7 @@ def batch_rows(
             known.add(event, time, value)
         if event.rows:
             model = event.model
-            if event.kind == "request":
+            if event.kind == "request":  # layout.INSTANCE_COLUMNS
                 rows = [
                     [request_id, index, model, value, encoded, None]
                     for index, encoded in enumerate(map(to_json, event.rows))
@@ -290,7 +281,7 @@ def headers_json(headers: Sequence[tuple[str, bytes | None]]) -> str:
 
 
 def dead_letter_row(letter: DeadLetter, stored_at_value: Any) -> Row:
-    return (
+    return (  # layout.DEAD_LETTER_COLUMNS
         letter.topic, int32(letter.partition), letter.offset, letter.key, letter.value,
         headers_json(letter.headers), letter.error, letter.error_class, letter.stage,
         stored_at_value,

@@ -1,20 +1,21 @@
 """Bulk writes of a merged batch: COPY and INSERT ... SELECT on PostgreSQL, multi-row INSERTs
 on SQLite.
 
-Both dialects share the upsert rules below, which mirror `rows._Inference.add` and
-`rows._merge_instances`: the row stored is `inferences`/`instances`, the one arriving is
-`excluded`. Merging is idempotent, so replaying a batch after a crash leaves rows unchanged.
-PostgreSQL takes rows fastest through COPY (~146k rows/s against ~75k rows/s for a psycopg
-executemany upsert, measured on two cores), so rows go to temporary staging tables first and
-from there into the real ones with ON CONFLICT; SQLite takes multi-row INSERTs.
+Both dialects share the upserts generated below from the declared merge rules
+(`layout.MERGES`), which `rows._Inference.add` and `rows._merge_instances` implement too: the
+row stored is `inferences`/`instances`, the one arriving is `excluded`. Merging is idempotent,
+so replaying a batch after a crash leaves rows unchanged. PostgreSQL takes rows fastest
+through COPY (~146k rows/s against ~75k rows/s for a psycopg executemany upsert, measured on
+two cores), so rows go to temporary staging tables first and from there into the real ones
+with ON CONFLICT; SQLite takes multi-row INSERTs.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import chain
 from typing import Any
 
@@ -23,14 +24,16 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, LargeBinary, T
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
-from monitor.store.rows import (
+from monitor.store.layout import (
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
-    INFERENCE_COLUMNS,
-    INSTANCE_COLUMNS,
-    BatchRows,
-    Row,
+    MERGES,
+    REQUEST_SIDE,
+    RESPONSE_SIDE,
+    ROW_COLUMNS,
+    Merge,
 )
+from monitor.store.rows import BatchRows, Row
 from monitor.store.schema import UtcDateTime, metadata
 
 
@@ -50,71 +53,68 @@ class UnstorableTextError(Exception):
     is written again with that text replaced (`rows.storable_text`)."""
 
 
-def _coalesce_request_first(column: str) -> str:
-    """A request's description of the call wins over a response's, in either order."""
-    return (
-        f"{column} = CASE WHEN excluded.has_request"
-        f" THEN COALESCE(excluded.{column}, inferences.{column})"
-        f" ELSE COALESCE(inferences.{column}, excluded.{column}) END"
-    )
-
-
-def _coalesce(table: str, column: str) -> str:
-    return f"{column} = COALESCE({table}.{column}, excluded.{column})"
-
-
-_REQUEST_TIME = "COALESCE(inferences.request_time, excluded.request_time)"
-_RESPONSE_TIME = "COALESCE(inferences.response_time, excluded.response_time)"
-_REQUEST_ROWS = "COALESCE(inferences.request_rows, excluded.request_rows)"
-_RESPONSE_ROWS = "COALESCE(inferences.response_rows, excluded.response_rows)"
-# Response minus request time in ms, exact to the microsecond like rows.latency_ms.
-LATENCY_MS = {
-    "postgresql": f"(EXTRACT(EPOCH FROM {_RESPONSE_TIME} - {_REQUEST_TIME}) * 1000)::float8",
+def _latency_ms(dialect: str, request_time: str, response_time: str) -> str:
+    """Response minus request time in ms, exact to the microsecond like rows.latency_ms."""
+    if dialect == "postgresql":
+        return f"(EXTRACT(EPOCH FROM {response_time} - {request_time}) * 1000)::float8"
     # SQLite times are 'YYYY-MM-DD HH:MM:SS.ffffff' text: whole seconds, then microseconds.
-    "sqlite": (
-        f"((strftime('%s', {_RESPONSE_TIME}) - strftime('%s', {_REQUEST_TIME})) * 1000000"
-        f" + CAST(substr({_RESPONSE_TIME}, 21) AS INTEGER)"
-        f" - CAST(substr({_REQUEST_TIME}, 21) AS INTEGER)) / 1000.0"
-    ),
-}
-
-
-def _merge_inferences(dialect: str) -> str:
-    return ",\n".join(
-        [
-            *(
-                _coalesce_request_first(column)
-                for column in ("model", "namespace", "inference_service", "component", "protocol")
-            ),
-            "time = CASE WHEN excluded.has_request AND NOT inferences.has_request"
-            " THEN excluded.time ELSE inferences.time END",
-            _coalesce("inferences", "request_time"),
-            _coalesce("inferences", "response_time"),
-            "latency_ms = COALESCE(inferences.latency_ms, excluded.latency_ms,"
-            f" {LATENCY_MS[dialect]})",
-            _coalesce("inferences", "status_code"),
-            f"batch_size = COALESCE({_REQUEST_ROWS}, {_RESPONSE_ROWS})",
-            _coalesce("inferences", "request_rows"),
-            _coalesce("inferences", "response_rows"),
-            f"batch_size_mismatch = COALESCE({_REQUEST_ROWS} <> {_RESPONSE_ROWS}, false)",
-            "has_request = inferences.has_request OR excluded.has_request",
-            "has_response = inferences.has_response OR excluded.has_response",
-            "orphaned = CASE WHEN inferences.has_response OR excluded.has_response"
-            " THEN false ELSE inferences.orphaned END",
-            _coalesce("inferences", "request_payload_kind"),
-            _coalesce("inferences", "response_payload_kind"),
-        ]
+    return (
+        f"((strftime('%s', {response_time}) - strftime('%s', {request_time})) * 1000000"
+        f" + CAST(substr({response_time}, 21) AS INTEGER)"
+        f" - CAST(substr({request_time}, 21) AS INTEGER)) / 1000.0"
     )
 
 
-# An instance row carries features exactly when its request has arrived.
-_MERGE_INSTANCES = """
-model = CASE WHEN excluded.features IS NOT NULL THEN COALESCE(excluded.model, instances.model)
-    ELSE COALESCE(instances.model, excluded.model) END,
-time = CASE WHEN excluded.features IS NOT NULL AND instances.features IS NULL
-    THEN excluded.time ELSE instances.time END,
-features = COALESCE(instances.features, excluded.features),
-prediction = COALESCE(instances.prediction, excluded.prediction)"""
+def _derived(dialect: str, merged: Callable[[str], str]) -> dict[str, str]:
+    """The DERIVED columns' values from the merged row's other columns (`merged(column)`)."""
+    request_rows, response_rows = merged("request_rows"), merged("response_rows")
+    return {
+        "latency_ms": _latency_ms(dialect, merged("request_time"), merged("response_time")),
+        "batch_size": f"COALESCE({request_rows}, {response_rows})",
+        "batch_size_mismatch": f"COALESCE({request_rows} <> {response_rows}, false)",
+    }
+
+
+def _merged(dialect: str, table: str, column: str) -> str:
+    """The SQL of `column` once the row stored (`table`) and the one arriving (`excluded`)
+    are merged by the column's rule (layout.MERGES)."""
+    stored, arriving = f"{table}.{column}", f"excluded.{column}"
+    request_arrives = REQUEST_SIDE[table].format(side="excluded")
+    match MERGES[table][column]:
+        case Merge.REQUEST_FIRST:
+            return (
+                f"CASE WHEN {request_arrives} THEN COALESCE({arriving}, {stored})"
+                f" ELSE COALESCE({stored}, {arriving}) END"
+            )
+        case Merge.FIRST:
+            return f"COALESCE({stored}, {arriving})"
+        case Merge.REQUEST_SIDE:
+            request_stored = REQUEST_SIDE[table].format(side=table)
+            return (
+                f"CASE WHEN {request_arrives} AND NOT ({request_stored})"
+                f" THEN {arriving} ELSE {stored} END"
+            )
+        case Merge.EITHER:
+            return f"{stored} OR {arriving}"
+        case Merge.UNTIL_RESPONSE:
+            responses = [RESPONSE_SIDE[table].format(side=side) for side in (table, "excluded")]
+            return f"CASE WHEN {' OR '.join(responses)} THEN false ELSE {stored} END"
+        case Merge.FIRST_ELSE_DERIVED:
+            derived = _derived(dialect, partial(_merged, dialect, table))[column]
+            return f"COALESCE({stored}, {arriving}, {derived})"
+        case Merge.DERIVED:
+            return _derived(dialect, partial(_merged, dialect, table))[column]
+        case Merge.KEY:
+            raise ValueError(f"{table}.{column} is the key: it is never merged")
+
+
+def merge_sql(dialect: str, table: str) -> str:
+    """The upsert's SET clause for `table`: every column but the key, by its rule."""
+    return ",\n".join(
+        f"{column} = {_merged(dialect, table, column)}"
+        for column, rule in MERGES[table].items()
+        if rule is not Merge.KEY
+    )
 
 
 def _insert(table: str, columns: Sequence[str], source: str, on_conflict: str) -> str:
@@ -122,23 +122,15 @@ def _insert(table: str, columns: Sequence[str], source: str, on_conflict: str) -
 
 
 def _statements(dialect: str, source: dict[str, str]) -> dict[str, str]:
+    """Each table's INSERT of rows from `source`; the merged tables' upserts merge by rule."""
+    conflict = {
+        table: f"({', '.join(c.name for c in metadata.tables[table].primary_key)})"
+        f" DO UPDATE SET {merge_sql(dialect, table)}"
+        for table in MERGES
+    }
     return {
-        "events": _insert("events", EVENT_COLUMNS, source["events"], "DO NOTHING"),
-        "inferences": _insert(
-            "inferences",
-            INFERENCE_COLUMNS,
-            source["inferences"],
-            f"(request_id) DO UPDATE SET {_merge_inferences(dialect)}",
-        ),
-        "instances": _insert(
-            "instances",
-            INSTANCE_COLUMNS,
-            source["instances"],
-            f"(request_id, row_index) DO UPDATE SET {_MERGE_INSTANCES}",
-        ),
-        "dead_letters": _insert(
-            "dead_letters", DEAD_LETTER_COLUMNS, source["dead_letters"], "DO NOTHING"
-        ),
+        table: _insert(table, columns, source[table], conflict.get(table, "DO NOTHING"))
+        for table, columns in ROW_COLUMNS.items()
     }
 
 
@@ -146,12 +138,6 @@ def _placeholders(columns: Sequence[str], marker: str) -> str:
     return f"VALUES ({', '.join([marker] * len(columns))})"
 
 
-TABLE_COLUMNS = {
-    "events": EVENT_COLUMNS,
-    "inferences": INFERENCE_COLUMNS,
-    "instances": INSTANCE_COLUMNS,
-    "dead_letters": DEAD_LETTER_COLUMNS,
-}
 # SQLite takes many rows per INSERT: one statement step per chunk instead of one per row,
 # and the sqlite3 module binds a chunk's parameters in C (8.9 -> 6.5 us per event). Chunks
 # are powers of two, so that each table has a few statements to compile, not one per size.
@@ -162,13 +148,13 @@ SQLITE_MAX_PARAMETERS = 32_766
 
 @lru_cache(maxsize=64)
 def _sqlite_insert(table: str, rows: int) -> str:
-    one_row = f"({', '.join(['?'] * len(TABLE_COLUMNS[table]))})"
+    one_row = f"({', '.join(['?'] * len(ROW_COLUMNS[table]))})"
     values = "VALUES " + ", ".join([one_row] * rows)
-    return _statements("sqlite", dict.fromkeys(TABLE_COLUMNS, values))[table]
+    return _statements("sqlite", dict.fromkeys(ROW_COLUMNS, values))[table]
 
 
 def _sqlite_chunk_sizes(table: str) -> list[int]:
-    largest = min(SQLITE_MAX_ROWS_PER_STATEMENT, SQLITE_MAX_PARAMETERS // len(TABLE_COLUMNS[table]))
+    largest = min(SQLITE_MAX_ROWS_PER_STATEMENT, SQLITE_MAX_PARAMETERS // len(ROW_COLUMNS[table]))
     return [1 << bit for bit in reversed(range(largest.bit_length())) if 1 << bit <= largest]
 
 
@@ -211,10 +197,9 @@ def _binary_copy_type(table: str, column: str) -> str:
     return next(name for kind, name in _BINARY_COPY_TYPES if isinstance(column_type, kind))
 
 
-_COPY_TYPES = {t: [_binary_copy_type(t, c) for c in TABLE_COLUMNS[t]] for t in _STAGED}
+_COPY_TYPES = {t: [_binary_copy_type(t, c) for c in ROW_COLUMNS[t]] for t in _STAGED}
 _COPY = {
-    t: f"COPY {_STAGE[t]} ({', '.join(TABLE_COLUMNS[t])}) FROM STDIN (FORMAT BINARY)"
-    for t in _STAGED
+    t: f"COPY {_STAGE[t]} ({', '.join(ROW_COLUMNS[t])}) FROM STDIN (FORMAT BINARY)" for t in _STAGED
 }
 
 
@@ -222,7 +207,7 @@ _COPY_EVENTS = f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN (FORMAT BIN
 
 
 def _from_stage(table: str, order_by: str = "") -> str:
-    select = f"SELECT {', '.join(TABLE_COLUMNS[table])} FROM {_STAGE[table]}"
+    select = f"SELECT {', '.join(ROW_COLUMNS[table])} FROM {_STAGE[table]}"
     return f"{select} ORDER BY {order_by}" if order_by else select
 
 
@@ -247,7 +232,7 @@ def write_sqlite(connection: Connection, rows: BatchRows, *, first: bool) -> tup
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]  # None only once closed
     inserted = {}
     try:
-        for table in TABLE_COLUMNS:
+        for table in ROW_COLUMNS:
             inserted[table] = _insert_sqlite(cursor, table, getattr(rows, table))
     except UnicodeEncodeError as error:
         raise UnstorableTextError(str(error)) from error

@@ -7,6 +7,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from infermon import events
 from monitor import one_pass as one_pass_module
 from monitor.decode import decode
+from monitor.store.layout import MERGES, ROW_COLUMNS, LayoutMismatchError
 from monitor.store.records import DeadLetter, StoredEvent
 from monitor.store.rows import batch_rows
 from monitor.store.schema import as_utc, sqlite_time_text
@@ -267,3 +269,34 @@ def test_a_batch_holding_more_bytes_than_its_budget_is_declined() -> None:
     total = sum(len(record.value_bytes or b"") for record in records)
     assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 10, total, "t", True) is not None
     assert one_pass_rows(records, MAX_EVENT_BYTES, MAX_ROWS, 10, total - 1, "t", True) is None
+
+
+def test_the_compiled_rows_are_the_store_s_declared_layout_and_merge_rules() -> None:
+    assert {
+        t: ROW_COLUMNS[t] for t in ("events", "inferences", "instances")
+    } == one_pass.ROW_COLUMNS
+    assert {
+        table: {column: rule.value for column, rule in rules.items()}
+        for table, rules in MERGES.items()
+    } == one_pass.MERGES
+    one_pass_module.check_compiled(one_pass)  # what importing monitor.one_pass did
+
+
+@pytest.mark.parametrize("stale", ["no declaration", "columns swapped", "a rule changed"])
+def test_a_build_older_than_the_store_s_layout_is_refused(stale: str) -> None:
+    """A compiled module left from before a layout change would write values into the wrong
+    columns: `monitor.one_pass` refuses it at import, saying how it differs."""
+    columns = dict(one_pass.ROW_COLUMNS)
+    merges = {table: dict(rules) for table, rules in one_pass.MERGES.items()}
+    if stale == "columns swapped":
+        model, namespace = columns["inferences"][1:3]
+        columns["inferences"] = ("request_id", namespace, model, *columns["inferences"][3:])
+    if stale == "a rule changed":
+        merges["instances"]["prediction"] = "request first"
+    build = SimpleNamespace(one_pass_rows=one_pass_rows, ROW_COLUMNS=columns, MERGES=merges)
+    if stale == "no declaration":
+        build = SimpleNamespace(one_pass_rows=one_pass_rows, __file__="_one_pass.so")
+    with pytest.raises(LayoutMismatchError, match="rebuild it") as raised:
+        one_pass_module.check_compiled(build)
+    assert {"no declaration": "declares no row layout", "columns swapped": "inferences rows",
+            "a rule changed": "['prediction']"}[stale] in str(raised.value)  # fmt: skip
