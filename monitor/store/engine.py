@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 
@@ -48,21 +46,11 @@ def create_store_engine(database_url: str) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,  # a connection that died in an outage is replaced, not used
-        json_deserializer=json_loads,
         connect_args={
             "connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S,
             "application_name": "infermon",
         },
     )
-
-
-def json_loads(text: str | bytes) -> Any:
-    """JSON columns read by orjson (~5x the standard library: a drift history's histograms);
-    the standard library for what orjson refuses, such as the NaN it wrote."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -73,9 +61,7 @@ def _sqlite_engine(url: URL) -> Engine:
     if "timeout" not in url.query:  # the URL may choose its own, e.g. ?timeout=0.1
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
     bind_common_values_directly()
-    engine = create_engine(
-        url, pool_pre_ping=True, json_deserializer=json_loads, connect_args=connect_args
-    )
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     event.listen(engine, "connect", _on_sqlite_connect)
     event.listen(engine, "begin", _on_sqlite_begin)
     return engine
