@@ -20,6 +20,7 @@ few warm-up requests, `--requests` times each:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -32,7 +33,7 @@ from typing import Any
 
 import httpx
 import orjson
-from common import REPO_ROOT
+from common import REPO_ROOT, cpu_seconds
 from drift_window import MODEL, T0, bulk_insert
 from monitor_throughput import database_url
 
@@ -187,16 +188,23 @@ def fill(store: Store, stored: int, newest_events: int, windows: int) -> float:
     return time.perf_counter() - started
 
 
-def timed(client: httpx.Client, paths: Sequence[str], warm_up: int = 5) -> list[float]:
-    """Milliseconds of each request, after `warm_up` requests not counted."""
+CPU_MS: dict[str, float] = {}  # the server's CPU time per request, by what was asked
+
+
+def timed(client: httpx.Client, paths: Sequence[str], pid: int, name: str, warm_up: int = 5
+          ) -> list[float]:  # fmt: skip
+    """Milliseconds of each request, after `warm_up` requests not counted; the server's CPU
+    time per request into CPU_MS (a figure the machine's other load changes less)."""
     for path in paths[:warm_up]:
         assert client.get(path).status_code == 200, path
+    cpu_before = cpu_seconds(pid)
     found = []
     for path in paths:
         started = time.perf_counter()
         answer = client.get(path)
         found.append((time.perf_counter() - started) * 1000)
         assert answer.status_code == 200, f"{path}: {answer.status_code} {answer.text[:200]}"
+    CPU_MS[name] = (cpu_seconds(pid) - cpu_before) * 1000 / len(paths)
     return found
 
 
@@ -220,17 +228,15 @@ def measure(url: str, stored: int, newest_events: int, requests: int) -> dict[st
             assert client.get(f"{api}/models").status_code == 200
             first_models_ms = (time.perf_counter() - started) * 1000
             print(f"   first GET /models (counts the model's rows once): {first_models_ms:.0f} ms")
-            return {
-                "models": timed(client, [f"{api}/models"] * requests),
-                "drift history": timed(
-                    client, [f"{api}/models/{MODEL}/drift/history?limit=100"] * requests
-                ),
-                "inferences page": timed(client, [f"{api}/models/{MODEL}/inferences"] * requests),
-                "inference": timed(
-                    client, [f"{api}/inferences/{rng.choice(ids)}" for _ in range(requests)]
-                ),
-                "metrics": timed(client, ["/metrics"] * requests),
+            history = f"{api}/models/{MODEL}/drift/history?limit=100"
+            asked = {
+                "models": [f"{api}/models"] * requests,
+                "drift history": [history] * requests,
+                "inferences page": [f"{api}/models/{MODEL}/inferences"] * requests,
+                "inference": [f"{api}/inferences/{rng.choice(ids)}" for _ in range(requests)],
+                "metrics": ["/metrics"] * requests,
             }
+            return {name: timed(client, paths, server.pid, name) for name, paths in asked.items()}
     finally:
         server.stop()
 
@@ -243,6 +249,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.databases.split(","):
             with database_url(kind, Path(folder), "dashboard") as url:
@@ -258,7 +265,8 @@ def main() -> None:
                     f" (target <= {target} ms: {'met' if p95(values) <= target else 'MISSED'})"
                 )  # fmt: skip
                 print(f"{kind:>10}: GET {name:<16} p50 {statistics.median(values):6.1f} ms, "
-                      f"p95 {p95(values):6.1f} ms{verdict}")  # fmt: skip
+                      f"p95 {p95(values):6.1f} ms{verdict}; server CPU "
+                      f"{CPU_MS[name]:5.1f} ms/request")  # fmt: skip
 
 
 if __name__ == "__main__":
