@@ -171,7 +171,7 @@ def drift_history(
     oldest = api_read.nth_latest_window_end(connection, model, limit, until)
     if oldest is not None and (since is None or oldest > since):
         since = oldest
-    history = detection_read.report_history(connection, model, since, until, feature)[-limit:]
+    history = detection_read.report_history(connection, model, since, until, feature, limit)
     if feature is not None and history and not any(r["features"] for r in history):
         raise not_found(f"model {model[:100]!r} has no feature {feature[:100]!r} in these reports")
     return DriftHistory(reports=[shapes.drift_report(report) for report in history])

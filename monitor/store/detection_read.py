@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.engine import Connection, Result
 
 from monitor.store.schema import (
@@ -196,14 +196,25 @@ def report_history(
     since: datetime | None = None,
     until: datetime | None = None,
     feature: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """The model's reports with windows ending in [since, until), oldest first, each
-    window's latest revision only; with `feature`, only that feature's row in `features`."""
-    query = select(drift_reports).where(drift_reports.c.model == model)
+    window's latest revision only; with `feature`, only that feature's row in `features`;
+    with `limit`, only the newest `limit` windows (chosen in SQL: the feature rows of older
+    windows, histograms and all, are never read)."""
+    in_range = [drift_reports.c.model == model]
     if since is not None:
-        query = query.where(drift_reports.c.window_end >= since)
+        in_range.append(drift_reports.c.window_end >= since)
     if until is not None:
-        query = query.where(drift_reports.c.window_end < until)
+        in_range.append(drift_reports.c.window_end < until)
+    query = select(drift_reports).where(*in_range)
+    if limit is not None:
+        newest = (
+            select(drift_reports.c.window_id).where(*in_range)
+            .group_by(drift_reports.c.window_id)
+            .order_by(func.max(drift_reports.c.window_end).desc()).limit(limit)
+        )  # fmt: skip
+        query = query.where(drift_reports.c.window_id.in_(newest.scalar_subquery()))
     query = query.order_by(drift_reports.c.window_end, drift_reports.c.revision)
     latest: dict[int, dict[str, Any]] = {}
     for report in _with_features(connection, query):
