@@ -1,8 +1,9 @@
 """Every error the API answers is a JSON body `{"error": "<reason>"}`.
 
 Unknown models and ids are 404, a bad parameter 422 (FastAPI's validation detail rewritten to
-one short reason), a body too large 413. No input gives a 5xx: a database that cannot be
-reached is a 503, and anything else unexpected a 500 without details (logged here).
+one short reason; also a value the database refuses, such as a NUL character in text on
+PostgreSQL), a body too large 413. No input gives a 5xx: a database that cannot be reached is
+a 503, and anything else unexpected a 500 without details (logged here).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from infermon.errors import first_line
@@ -92,6 +93,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, RequestValidationError)
         return error_response(422, validation_reason(error))
 
+    async def unstorable(request: Request, error: Exception) -> JSONResponse:
+        # The database refused a value given to it (PostgreSQL: a NUL character in text, an
+        # integer out of range): the input's fault, not the database's.
+        log.info("%s %s: the database refused a value: %s", request.method, request.url.path,
+                 str(error).splitlines()[0])  # fmt: skip
+        return error_response(422, "a value the database cannot take (e.g. a NUL character)")
+
     async def database_error(request: Request, error: Exception) -> JSONResponse:
         reason = first_line(getattr(error, "orig", None) or error)
         log.warning("%s %s: database error: %s", request.method, request.url.path, reason)
@@ -104,5 +112,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(DataError, unstorable)
     app.add_exception_handler(SQLAlchemyError, database_error)
     app.add_exception_handler(Exception, unexpected)

@@ -13,7 +13,6 @@ from typing import Any
 
 from dashboards.api.schemas import (
     DriftReport,
-    FeatureDrift,
     Inference,
     LatencyPercentiles,
     RecentTraffic,
@@ -118,9 +117,10 @@ def stored_event(row: dict[str, Any]) -> StoredEvent:
 
 def drift_report(report: dict[str, Any]) -> DriftReport:
     """A report as `detection_read` gives it, in the shape of `infermon reports --json`."""
-    return DriftReport(
-        **{key: report[key] for key in REPORT_KEYS},
-        features=[FeatureDrift(**row) for row in report["features"]],
+    # One validation of the whole report (in pydantic's core), not one per feature row: a
+    # history of 100 windows of 20 features took ~3x as long feature by feature.
+    return DriftReport.model_validate(
+        {**{key: report[key] for key in REPORT_KEYS}, "features": report["features"]}
     )
 
 

@@ -34,7 +34,8 @@ class FeedbackItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    # No NUL character: no stored call has one, and PostgreSQL's text cannot hold it.
+    request_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00]*$")
     row_index: int = Field(0, ge=0, lt=2**31)
     label: Label
 
