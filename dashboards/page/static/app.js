@@ -348,6 +348,9 @@ async function refresh() {
       const model = models.find((m) => m.model === state.model);
       $("model").hidden = !model;
       if (model) await refreshModel(state, model);
+      // When the first render with data was done (ms since navigation): bench/dashboard_page.py
+      // waits for it.
+      if (models.length && !document.body.dataset.firstData) document.body.dataset.firstData = String(performance.now());
       $("token-form").hidden = true;
       $("error").hidden = true;
       $("status").textContent = "updated " + new Date().toLocaleTimeString();
