@@ -32,6 +32,10 @@ from tests.monitor.consumer_helpers import MonitorProcess, start_monitor
 Record = tuple[bytes | None, list[tuple[str, bytes | None]], bytes | None]
 # Lets the test's producer write records above librdkafka's default limit of 1,000,000 bytes.
 BIG_PRODUCER = {"message.max.bytes": 12_000_000}
+# A monitor's peak RSS with nothing to store is ~155 MB, ~180 MB where Python compiles its
+# modules at start (no bytecode cache: PYTHONDONTWRITEBYTECODE). Exploding the payloads below
+# whole would take it to ~850 MB; held to their bounds they add a few tens of MB.
+MAX_PEAK_MB = 250
 
 
 def call_records(call_id: str, time: bytes = b"2026-11-29T07:01:02.5Z") -> list[Record]:
@@ -196,12 +200,12 @@ def test_a_payload_of_a_million_instances_is_stored_in_bounded_memory(
     kafka_bootstrap: str, new_topic: TopicFactory, database_url: str, store: Store
 ) -> None:
     """5 MB of one-value instances would be ~850 MB exploded: at most 10,000 are, the rest
-    counted; the events around it are stored, and the monitor stays under 200 MB."""
+    counted; the events around it are stored, and the monitor stays under MAX_PEAK_MB."""
     instances = 1_250_000
     huge = b'{"instances": [' + b",".join([b"[1]"] * instances) + b"]}"
     assert len(huge) > 5_000_000
     stats, peak_mb = _store_huge_payload(kafka_bootstrap, new_topic(), database_url, store, huge)
-    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
+    assert peak_mb < MAX_PEAK_MB, f"peak RSS {peak_mb:.0f} MB"
     assert stats["instances"] == 1 + 10_000 + 1
     [call] = [call for call in store.latest_inferences(limit=10) if call.request_id == "huge"]
     assert call.request_rows == instances, "the payload's own count"
@@ -221,7 +225,7 @@ def test_a_large_v2_payload_is_kept_raw_in_bounded_memory(
     huge = (b'{"inputs": [{"name": "x", "datatype": "INT64", "shape": [%d, 1], "data": [%s]}]}'
             % (rows, data))  # fmt: skip
     stats, peak_mb = _store_huge_payload(kafka_bootstrap, new_topic(), database_url, store, huge)
-    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
+    assert peak_mb < MAX_PEAK_MB, f"peak RSS {peak_mb:.0f} MB"
     assert stats["instances"] == 2
     [call] = [call for call in store.latest_inferences(limit=10) if call.request_id == "huge"]
     assert (call.request_payload_kind, call.request_rows) == ("raw", None)
