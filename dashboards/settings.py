@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
-from sqlalchemy.exc import ArgumentError
 
 from infermon import defaults
 from infermon.settings import InfermonSettings, load_settings
-from monitor.store.engine import normalise_url
+from monitor.store.engine import check_database_url, normalise_url
 
 PROG = "infermon dashboard"
 
@@ -43,13 +42,7 @@ class DashboardFlags(InfermonSettings):
         a database the store knows."""
         if not self.database_url:
             self.database_url = defaults.sqlite_url(self.data_dir)
-        try:
-            normalise_url(self.database_url)
-        except (ArgumentError, ValueError):  # not a URL, or not a database the store knows
-            raise ValueError(
-                "--database-url must be a URL like sqlite:///infermon.db or "
-                "postgresql+psycopg://USER@HOST/DB"
-            ) from None
+        check_database_url(self.database_url)
         return self
 
 

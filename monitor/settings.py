@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Self
 
 from pydantic import Field, model_validator
-from sqlalchemy.exc import ArgumentError
 
 from infermon import defaults
 from infermon.settings import InfermonSettings, KafkaSettings
 from monitor.payloads import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ROWS
-from monitor.store.engine import normalise_url
+from monitor.store.engine import check_database_url
 
 
 class DatabaseSettings(InfermonSettings):
@@ -28,13 +27,7 @@ class DatabaseSettings(InfermonSettings):
         a database the store knows."""
         if not self.database_url:
             self.database_url = defaults.sqlite_url(self.data_dir)
-        try:
-            normalise_url(self.database_url)
-        except (ArgumentError, ValueError):  # not a URL, or not a database the store knows
-            raise ValueError(
-                "--database-url must be a URL like sqlite:///infermon.db or "
-                "postgresql+psycopg://USER@HOST/DB"
-            ) from None
+        check_database_url(self.database_url)
         return self
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
 
 # Execution option of a connection whose transactions write: on SQLite they take the write
 # lock up front (BEGIN IMMEDIATE), so they wait for another writer instead of failing midway
@@ -37,6 +38,20 @@ def normalise_url(database_url: str) -> URL:
         f"unsupported database URL {url.render_as_string(hide_password=True)!r}: "
         "use postgresql+psycopg://USER@HOST/DB or sqlite:///PATH"
     )
+
+
+URL_EXPECTED = (
+    "--database-url must be a URL like sqlite:///infermon.db or postgresql+psycopg://USER@HOST/DB"
+)
+
+
+def check_database_url(database_url: str) -> None:
+    """A `ValueError` saying what is expected unless `database_url` is a URL of a database the
+    store knows: for the settings of every command that opens the store."""
+    try:
+        normalise_url(database_url)
+    except (ArgumentError, ValueError):  # not a URL, or not a database the store knows
+        raise ValueError(URL_EXPECTED) from None
 
 
 def create_store_engine(database_url: str) -> Engine:
