@@ -49,7 +49,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CHUNK = 50_000
 
 
-def instance_chunk(start: int, count: int, rng: np.random.Generator) -> list[tuple[Any, ...]]:
+def instance_chunk(
+    start: int, count: int, rng: np.random.Generator, t0: datetime = T0
+) -> list[tuple[Any, ...]]:
     numeric = rng.normal(size=(count, 10))
     colours = rng.choice(["red", "green", "blue", "grey"], size=count)
     rows = []
@@ -57,21 +59,20 @@ def instance_chunk(start: int, count: int, rng: np.random.Generator) -> list[tup
         features = {f"x{j}": float(numeric[n, j]) for j in range(10)}
         features["colour"] = str(colours[n])
         prediction = {"prediction": float(numeric[n, 0] + numeric[n, 1])}
-        time = T0 + timedelta(milliseconds=start + n)
-        features_json, prediction_json = orjson.dumps(features), orjson.dumps(prediction)
-        time = T0 + timedelta(milliseconds=start + n)
+        time = t0 + timedelta(milliseconds=start + n)
         features_json, prediction_json = orjson.dumps(features), orjson.dumps(prediction)
         rows.append((f"req-{start + n:08d}", 0, MODEL, time, features_json.decode(),
                      prediction_json.decode()))  # fmt: skip
     return rows
 
 
-def bulk_insert(store: Store, total: int) -> float:
-    """`total` instances straight into the table: COPY on PostgreSQL, executemany on SQLite."""
+def bulk_insert(store: Store, total: int, t0: datetime = T0) -> float:
+    """`total` instances 1 ms apart from `t0` straight into the table: COPY on PostgreSQL,
+    executemany on SQLite."""
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     for start in range(0, total, CHUNK):
-        rows = instance_chunk(start, min(CHUNK, total - start), rng)
+        rows = instance_chunk(start, min(CHUNK, total - start), rng, t0)
         with store.write_transaction() as connection:
             if connection.dialect.name == "sqlite":
                 cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]

@@ -33,8 +33,9 @@ from dashboards.errors import ERROR_RESPONSES, NOT_FOUND, not_found
 from monitor.store import api_read, detection_read
 from monitor.store.schema import as_utc
 
-# The recent range of `GET /models`: a model's newest calls, at most this many.
-RECENT_CALLS = 10_000
+# The recent range of `GET /models`: a model's newest calls, at most this many (p99 is then
+# the 990th latency; reading 10,000 put the route's p95 at 190-330 ms over a 1M-call store).
+RECENT_CALLS = 1000
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"at most this many, ≤ {MAX_LIMIT}")]
@@ -75,7 +76,7 @@ Model = Annotated[str, Depends(known_model)]
 @router.get("/models", response_model=ModelList, summary="Every model at a glance")
 def models(connection: Reading, counts: Annotated[ModelCounts, Depends(model_counts)]) -> ModelList:
     """Each model's calls and instances, first and last call, and over its newest calls
-    (at most 10,000) the error rate and latency percentiles; its latest drift state."""
+    (at most 1,000) the error rate and latency percentiles; its latest drift state."""
     drift = detection_read.drift_states(connection)
     found = []
     for model in api_read.model_names(connection):
@@ -163,15 +164,21 @@ def drift_history(
     until: Annotated[datetime | None, Query(description="windows ending before it")] = None,
     feature: Annotated[str | None, Query(description="only this feature's rows")] = None,
     limit: Windows = DEFAULT_LIMIT,
+    features: Annotated[
+        bool, Query(description="false: the reports without their per-feature rows")
+    ] = True,
 ) -> DriftHistory:
     """Each window's latest revision, oldest first: of the windows in range, the newest
-    `limit`."""
+    `limit`. A timeline needs only each window's share: `features=false` leaves out the
+    feature rows (and their histograms), a tenth of the work for 20 features."""
     since = None if since is None else as_utc(since)
     until = None if until is None else as_utc(until)
     oldest = api_read.nth_latest_window_end(connection, model, limit, until)
     if oldest is not None and (since is None or oldest > since):
         since = oldest
-    history = detection_read.report_history(connection, model, since, until, feature, limit)
+    history = detection_read.report_history(
+        connection, model, since, until, feature, limit, with_features=features
+    )
     if feature is not None and history and not any(r["features"] for r in history):
         raise not_found(f"model {model[:100]!r} has no feature {feature[:100]!r} in these reports")
     return DriftHistory(reports=[shapes.drift_report(report) for report in history])

@@ -6,7 +6,6 @@ import base64
 import binascii
 import contextlib
 import json
-import math
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from dashboards.errors import bad_request
 from monitor.store.api_read import InferenceFilter, RecentCalls
 from monitor.store.read import InferenceSummary
 from monitor.store.schema import as_utc
+from monitor.store.traffic_read import nearest_rank
 
 # The keys of a report in `infermon reports --json`, besides its features.
 REPORT_KEYS = ("model", "window_start", "window_end", "instances", "dataset_drift", "share",
@@ -127,13 +127,6 @@ def drift_report(report: dict[str, Any]) -> DriftReport:
 # --- traffic ---
 
 
-def percentile(ordered: list[float], share: float) -> float | None:
-    """The nearest-rank percentile: the smallest value at or above `share` of them."""
-    if not ordered:
-        return None
-    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
-
-
 def recent_traffic(calls: RecentCalls) -> RecentTraffic:
     latencies = sorted(value for value in calls.latencies_ms if value is not None)
     statuses = [code for code in calls.status_codes if code is not None]
@@ -143,8 +136,8 @@ def recent_traffic(calls: RecentCalls) -> RecentTraffic:
         since=calls.since,
         error_rate=errors / len(statuses) if statuses else None,
         latency_ms=LatencyPercentiles(
-            p50=percentile(latencies, 0.50),
-            p95=percentile(latencies, 0.95),
-            p99=percentile(latencies, 0.99),
+            p50=nearest_rank(latencies, 50) if latencies else None,
+            p95=nearest_rank(latencies, 95) if latencies else None,
+            p99=nearest_rank(latencies, 99) if latencies else None,
         ),
     )

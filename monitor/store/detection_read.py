@@ -171,6 +171,13 @@ def _with_features(connection: Connection, query: Select[Any]) -> list[dict[str,
     return reports
 
 
+def _without_features(connection: Connection, query: Select[Any]) -> list[dict[str, Any]]:
+    reports = _dicts(connection.execute(query))
+    for report in reports:
+        report["features"] = []
+    return reports
+
+
 def reports(
     connection: Connection, model: str | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
@@ -197,11 +204,13 @@ def report_history(
     until: datetime | None = None,
     feature: str | None = None,
     limit: int | None = None,
+    with_features: bool = True,
 ) -> list[dict[str, Any]]:
     """The model's reports with windows ending in [since, until), oldest first, each
     window's latest revision only; with `feature`, only that feature's row in `features`;
     with `limit`, only the newest `limit` windows (chosen in SQL: the feature rows of older
-    windows, histograms and all, are never read)."""
+    windows, histograms and all, are never read); without `with_features`, `features` is
+    empty and no feature row is read."""
     in_range = [drift_reports.c.model == model]
     if since is not None:
         in_range.append(drift_reports.c.window_end >= since)
@@ -217,7 +226,9 @@ def report_history(
         query = query.where(drift_reports.c.window_id.in_(newest.scalar_subquery()))
     query = query.order_by(drift_reports.c.window_end, drift_reports.c.revision)
     latest: dict[int, dict[str, Any]] = {}
-    for report in _with_features(connection, query):
+    found = _with_features(connection, query) if with_features else _without_features(
+        connection, query)  # fmt: skip
+    for report in found:
         latest[report["window_id"]] = report  # later revisions overwrite earlier ones
     history = list(latest.values())
     if feature is not None:

@@ -1,4 +1,4 @@
-"""The store's tables, as SQLAlchemy Core. Migration 0001 creates exactly these.
+"""The store's tables, as SQLAlchemy Core. Migrations 0001 to 0004 create exactly these.
 
 - `events`: every CloudEvent once, whole, keyed by (source, event_id, type): KServe gives a
   call's request and response the same id, so the type is part of the key.
@@ -11,6 +11,8 @@
   `outliers`.
 - From the dashboard (migration 0003): `feedback`, the ground truth of instances; and in
   `drift_references`, references set by a user, stored as data and summarised by the monitor.
+- Migration 0004: a partial index of the calls answered with an error (the dashboard's
+  traffic counts them per time bucket from it).
 
 `time` in events, inferences and instances is never NULL, so that it can be indexed and
 sorted: the CloudEvent's time (for an inference and its instances, the request's, else the
@@ -131,6 +133,16 @@ inferences = Table(
     Index("ix_inferences_time", "time"),  # all models' latest; retention
 )
 Index("ix_inferences_model_time", inferences.c.model, inferences.c.time.desc())
+# Errors only (a few per cent of calls): a bucket's error count reads just these entries. A
+# query uses it only when it spells the condition the same way: `ANSWERED_WITH_ERROR`.
+ANSWERED_WITH_ERROR = "status_code >= 400"
+Index(
+    "ix_inferences_model_errors",
+    inferences.c.model,
+    inferences.c.time,
+    sqlite_where=text(ANSWERED_WITH_ERROR),
+    postgresql_where=text(ANSWERED_WITH_ERROR),
+)
 # Only requests still waiting for their response: keeps the orphan sweep cheap.
 AWAITING_RESPONSE = "has_request AND NOT has_response AND NOT orphaned"
 Index(

@@ -1,26 +1,31 @@
 """A model's traffic over time, for the dashboard: calls, errors and latency per time bucket.
 
 Like `read`, it imports only SQLAlchemy and the schema. Buckets are `bucket_s` seconds long,
-aligned on the Unix epoch; latency percentiles are nearest-rank (the value at rank
-ceil(p * n) of the bucket's n latencies), computed in SQL by window functions that SQLite
-and PostgreSQL both have, so no row leaves the database.
+aligned on the Unix epoch. The cost is bounded by the number of buckets, not of calls: each
+bucket is three index range reads (its calls counted on the model-and-time index, its errors
+on the partial index of errors, its latencies read newest first up to `LATENCY_SAMPLE`).
+Grouping every call of a range in SQL instead took ~12 s for a million calls on SQLite.
+Latency figures are exact for a bucket of at most `LATENCY_SAMPLE` timed calls and those of
+its latest `LATENCY_SAMPLE` calls for a busier one: nearest-rank percentiles (the value at
+rank ceil(p * n) of n latencies) and the mean.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, case, cast, extract, func, select
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.engine import Connection
 
-from monitor.store.schema import inferences
+from monitor.store.schema import ANSWERED_WITH_ERROR, inferences
 
 PERCENTILES = (50, 95, 99)
-# A plain "/" of two integers: integer division on both databases (SQLAlchemy's own "/" and
-# "//" cast to a decimal or add a FLOOR). Its precedence is multiplication's, so that a sum
-# divided is put in parentheses.
-_DIVISION = 8
+# A bucket's latencies read at most: p99 is then the 990th of 1,000, ±3 ranks of sampling
+# error, while 120 buckets (the page's) read at most 120,000 rows.
+LATENCY_SAMPLE = 1000
 
 
 @dataclass(frozen=True)
@@ -40,60 +45,61 @@ def model_seen(connection: Connection, model: str) -> bool:
     return connection.execute(query).first() is not None
 
 
-def _bucket(dialect: str, bucket_s: int) -> ColumnElement[int]:
-    """The bucket number of an inference's time: floor(epoch seconds / bucket_s)."""
-    if dialect == "sqlite":  # the time is stored as UTC text, which strftime reads
-        seconds = cast(func.strftime("%s", inferences.c.time), Integer)
-        return seconds.op("/", precedence=_DIVISION, return_type=Integer)(bucket_s)
-    return cast(func.floor(extract("epoch", inferences.c.time) / bucket_s), BigInteger)
+def nearest_rank(ordered: Sequence[float], percent: int) -> float:
+    """The value at rank ceil(percent / 100 * n) of `ordered` (ascending, not empty)."""
+    return ordered[max(1, math.ceil(percent * len(ordered) / 100)) - 1]
 
 
-def _rank(percent: int, timed: ColumnElement[int]) -> ColumnElement[int]:
-    """ceil(percent / 100 * timed) in integers: (percent * timed + 99) / 100."""
-    return (timed * percent + 99).op("/", precedence=_DIVISION, return_type=Integer)(100)
+def _in_range(model: str, start: datetime, end: datetime) -> list[ColumnElement[bool]]:
+    return [inferences.c.model == model, inferences.c.time >= start, inferences.c.time < end]
+
+
+def _bucket(
+    connection: Connection, model: str, start: datetime, end: datetime, sample: int
+) -> tuple[int, int, list[float]]:
+    """Calls, errors and the latest `sample` latencies in [start, end)."""
+    in_range = _in_range(model, start, end)
+    calls = connection.scalar(select(func.count()).select_from(inferences).where(*in_range))
+    if not calls:
+        return 0, 0, []
+    errors = connection.scalar(
+        select(func.count()).select_from(inferences).where(*in_range, text(ANSWERED_WITH_ERROR))
+    )
+    latencies = connection.scalars(
+        select(inferences.c.latency_ms)
+        .where(*in_range, inferences.c.latency_ms.is_not(None))
+        .order_by(inferences.c.time.desc())
+        .limit(sample)
+    ).all()
+    return int(calls), int(errors or 0), [float(value) for value in latencies]
+
+
+def _latency_figures(latencies: list[float]) -> list[float | None]:
+    """Mean, then each of `PERCENTILES`; all None without a latency."""
+    if not latencies:
+        return [None] * (1 + len(PERCENTILES))
+    ordered = sorted(latencies)
+    return [sum(ordered) / len(ordered), *(nearest_rank(ordered, p) for p in PERCENTILES)]
 
 
 def traffic(
-    connection: Connection, model: str, since: datetime, until: datetime, bucket_s: int
+    connection: Connection,
+    model: str,
+    since: datetime,
+    until: datetime,
+    bucket_s: int,
+    sample: int = LATENCY_SAMPLE,
 ) -> list[TrafficBucket]:
     """The model's inferences in [since, until) per bucket, oldest first; empty buckets left out."""
-    bucket = _bucket(connection.dialect.name, bucket_s).label("bucket")
-    latency = inferences.c.latency_ms
-    ranked = (
-        select(
-            bucket,
-            latency.label("latency"),
-            inferences.c.status_code.label("status"),
-            # Calls without a latency sort last, so ranks 1..timed are those with one.
-            func.row_number()
-            .over(partition_by=bucket, order_by=(latency.is_(None), latency))
-            .label("rank"),
-            func.count(latency).over(partition_by=bucket).label("timed"),
-        )
-        .where(inferences.c.model == model, inferences.c.time >= since, inferences.c.time < until)
-        .subquery()
-    )
-    at_rank = [
-        func.max(case((ranked.c.rank == _rank(p, ranked.c.timed), ranked.c.latency)))
-        for p in PERCENTILES
-    ]
-    rows = connection.execute(
-        select(
-            ranked.c.bucket,
-            func.count(),
-            func.sum(case((ranked.c.status >= 400, 1), else_=0)),
-            func.avg(ranked.c.latency),
-            *at_rank,
-        )
-        .group_by(ranked.c.bucket)
-        .order_by(ranked.c.bucket)
-    )
-    return [
-        TrafficBucket(
-            datetime.fromtimestamp(int(number) * bucket_s, UTC),
-            int(calls),
-            int(errors or 0),
-            *(None if value is None else float(value) for value in (mean, p50, p95, p99)),
-        )
-        for number, calls, errors, mean, p50, p95, p99 in rows
-    ]
+    size = timedelta(seconds=bucket_s)
+    found = []
+    for number in range(
+        int(since.timestamp()) // bucket_s, math.ceil(until.timestamp() / bucket_s)
+    ):
+        bucket_start = datetime.fromtimestamp(number * bucket_s, UTC)
+        start, end = max(since, bucket_start), min(until, bucket_start + size)
+        calls, errors, latencies = _bucket(connection, model, start, end, sample)
+        if not calls:
+            continue
+        found.append(TrafficBucket(bucket_start, calls, errors, *_latency_figures(latencies)))
+    return found

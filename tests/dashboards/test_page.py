@@ -138,7 +138,7 @@ def test_the_address_keeps_the_model_and_the_window(
     browser.wait_for(
         "the window chosen", lambda: canvas(browser, "#window").get_attribute("value") == oldest
     )
-    assert hash_state(browser) == {"model": MODEL, "range": "all", "window": oldest}
+    assert hash_state(browser) == {"model": MODEL, "range": "24h", "window": oldest}
     # The oldest window is a normal one: no feature drifted.
     assert not canvas(browser, "#features").find_elements("css selector", ".ifm-row-drift")
     assert browser.console_errors() == []

@@ -151,6 +151,9 @@ def test_drift_history_is_every_window_as_infermon_reports_prints_it(
     params = {"since": window_ends[1], "until": window_ends[3]}
     found = api.get(f"/models/{MODEL}/drift/history", params=params).json()["reports"]
     assert found == expected[1:3]
+    # The timeline's view: the same reports without their feature rows.
+    summaries = api.get(f"/models/{MODEL}/drift/history", params={"features": "false"}).json()
+    assert summaries == {"reports": [{**report, "features": []} for report in expected]}
 
 
 def test_drift_history_of_one_feature(api: httpx.Client, dashboard_data: DashboardData) -> None:

@@ -13,7 +13,6 @@ from tests.fixtures.processes import free_port
 
 # Low group timeouts: a new group's first record comes ~3 s after joining on tansu instead
 # of ~23 s with librdkafka's defaults.
-TEST_GROUP = "test-monitor"
 TEST_GROUP_FLAGS = ("--session-timeout-ms", "6000", "--kafka-config", "max.poll.interval.ms=10000")
 
 
@@ -25,26 +24,38 @@ class MonitorProcess(AdminProcess):
         self.wait_ready()
 
 
+def group_of(topic: str) -> str:
+    """Each test's monitors in a group of their topic's own: a member another test left
+    behind (its session not yet expired) can hold no partition this test waits for."""
+    return f"group-{topic}"
+
+
 def start_monitor(
-    bootstrap: str, topic: str, database_url: str, *extra: str, group: str = TEST_GROUP
+    bootstrap: str, topic: str, database_url: str, *extra: str, group: str | None = None
 ) -> MonitorProcess:
     admin_port = free_port()
     argv = [
         sys.executable, "-m", "infermon.cli", "monitor", "--kafka-bootstrap", bootstrap,
-        "--topic", topic, "--group", group, "--database-url", database_url,
+        "--topic", topic, "--group", group or group_of(topic), "--database-url", database_url,
         "--admin-host", "127.0.0.1", "--admin-port", str(admin_port), *TEST_GROUP_FLAGS, *extra,
     ]  # fmt: skip
     return MonitorProcess(argv, admin_port)
 
 
 def wait_for_stats(
-    store: Store, done: Callable[[dict[str, Any]], bool], timeout_s: float = 60.0
+    store: Store,
+    done: Callable[[dict[str, Any]], bool],
+    timeout_s: float = 60.0,
+    writer: AdminProcess | None = None,
 ) -> dict[str, Any]:
-    """The store's stats once `done(stats)` holds; the last stats in the assertion otherwise."""
+    """The store's stats once `done(stats)` holds; the last stats in the assertion otherwise,
+    with the log tail of the `writer` that should have got it there."""
     deadline = time.monotonic() + timeout_s
     stats = store.stats()
     while not done(stats):
-        assert time.monotonic() < deadline, f"store did not get there in {timeout_s} s: {stats}"
+        if time.monotonic() >= deadline:
+            log = f"\n{writer.log_tail()}" if writer else ""
+            raise AssertionError(f"store did not get there in {timeout_s} s: {stats}{log}")
         time.sleep(0.5)
         stats = store.stats()
     return stats

@@ -21,7 +21,7 @@ from tests.fixtures.broker import unconsumed_records, wait_for_rebalance
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.tcp_proxy import CuttableTcpProxy
 from tests.monitor.consumer_helpers import (
-    TEST_GROUP,
+    group_of,
     MonitorProcess,
     start_monitor,
     wait_for_stats,
@@ -85,7 +85,7 @@ def wait_until_all_stored(monitor: MonitorProcess, bootstrap: str, topic: str) -
     """Until the group has committed every record of the topic: offsets are committed only
     after the transaction that stored their records, so nothing more can arrive."""
     deadline = time.monotonic() + 60
-    while (left := unconsumed_records(bootstrap, TEST_GROUP, topic)) > 0:
+    while (left := unconsumed_records(bootstrap, group_of(topic), topic)) > 0:
         assert monitor.running(), f"the monitor exited:\n{monitor.log_tail()}"
         assert time.monotonic() < deadline, f"{left} records uncommitted:\n{monitor.log_tail()}"
         time.sleep(0.2)
@@ -133,7 +133,7 @@ def test_sigkill_at_random_points_loses_nothing_and_stores_each_call_once(
         # Killed at a random point of its work: once it has stored a random number more events
         # (a batch it wrote but whose offsets it had not committed is read again by the next).
         target = min(store.stats()["events"] + rng.randint(500, 3500), 2 * calls)
-        wait_for_stats(store, lambda s, target=target: s["events"] >= target, timeout_s=120)
+        wait_for_stats(store, lambda s, target=target: s["events"] >= target, timeout_s=120, writer=monitor)
         monitor.kill(signal.SIGKILL)
     producer.join()
     monitor = start_monitor(kafka_bootstrap, topic, database_url)
@@ -178,7 +178,7 @@ def test_database_stopped_and_started_under_load_loses_nothing(
     monitor = start_monitor(kafka_bootstrap, topic, monitor_url)
     try:
         producer = BackgroundProducer(kafka_bootstrap, topic, 3000, seconds=15)
-        wait_for_stats(store, lambda s: s["events"] >= 500, timeout_s=60)  # storing under load
+        wait_for_stats(store, lambda s: s["events"] >= 500, timeout_s=60, writer=monitor)  # under load
         if isinstance(outage, CuttableTcpProxy):
             outage.cut()
             _wait_for_write_retries(monitor)
@@ -188,7 +188,7 @@ def test_database_stopped_and_started_under_load_loses_nothing(
             _wait_for_write_retries(monitor)
             outage.execute("ROLLBACK")
         producer.join()
-        stats = wait_for_stats(store, lambda s: s["events"] >= 6000, timeout_s=120)
+        stats = wait_for_stats(store, lambda s: s["events"] >= 6000, timeout_s=120, writer=monitor)
         assert monitor.running(), "the consumer survived the outage"
     finally:
         monitor.stop()
@@ -208,12 +208,12 @@ def test_monitors_joining_and_leaving_a_group_under_load_store_every_event_once(
     calls = 4000
     producer = BackgroundProducer(kafka_bootstrap, topic, calls, seconds=16)
     first = start_monitor(kafka_bootstrap, topic, database_url)
-    wait_for_stats(store, lambda s: s["events"] >= 1500, timeout_s=60)
+    wait_for_stats(store, lambda s: s["events"] >= 1500, timeout_s=60, writer=first)
     second = start_monitor(kafka_bootstrap, topic, database_url)  # partitions are shared out
-    wait_for_rebalance(kafka_bootstrap, TEST_GROUP)  # the second has joined
+    wait_for_rebalance(kafka_bootstrap, group_of(topic))  # the second has joined
     # Two members, under load: the first leaves while batches are being written.
     target = min(store.stats()["events"] + 500, 2 * calls)
-    wait_for_stats(store, lambda s: s["events"] >= target, timeout_s=60)
+    wait_for_stats(store, lambda s: s["events"] >= target, timeout_s=60, writer=second)
     first.stop()  # and its partitions go to the second
     producer.join()
     try:

@@ -1,6 +1,7 @@
 // The dashboard page: reads the JSON API (api/v1) only, draws with the vendored Chart.js, and
 // refreshes itself. The address bar's hash keeps the model, the range and the drift window
 // (#model=iris&range=24h&window=2025-03-01T12:00:00Z), so that a link shows the same view.
+// The default range is the last day: "everything" over a long-lived model reads its whole life.
 "use strict";
 
 const REFRESH_MS = 10000;
@@ -9,11 +10,14 @@ const RANGES_S = { "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2
 const BUCKETS_S = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 86400, 604800];
 const MAX_BUCKETS = 120;
 const PAGE_SIZE = 50;
+// The drift timeline's windows, at most: their shares only (one small row each).
+const TIMELINE_WINDOWS = 500;
 
 const $ = (id) => document.getElementById(id);
 const charts = {};
 let featuresView = null;
-let shownReport = "";
+let shownReport = "";  // the summary of the report whose features are drawn
+let windowChoices = "";  // the window list's options, as last drawn
 let olderCursor = null;
 let olderShown = "";  // the model and range whose older inferences were asked for: kept
 let token = sessionStorage.getItem("infermon-token") || "";
@@ -22,7 +26,7 @@ let token = sessionStorage.getItem("infermon-token") || "";
 
 function readState() {
   const hash = new URLSearchParams(location.hash.slice(1));
-  return { model: hash.get("model") || "", range: hash.get("range") || "all", window: hash.get("window") || "" };
+  return { model: hash.get("model") || "", range: hash.get("range") || "24h", window: hash.get("window") || "" };
 }
 
 function writeState(changes) {
@@ -171,7 +175,7 @@ function renderTraffic(traffic, spanS) {
   });
 }
 
-function renderDrift(history, state) {
+async function renderDrift(name, history, state) {
   const reports = history.slice().sort((a, b) => a.window_start.localeCompare(b.window_start));
   const chosen = reports.find((r) => r.window_start === state.window) || reports[reports.length - 1];
   $("no-drift").hidden = reports.length > 0;
@@ -201,34 +205,46 @@ function renderDrift(history, state) {
     },
   });
   renderWindowChoice(reports, chosen);
+  await renderFeatures(name, chosen);
 }
 
 function windowName(report) {
   return time(report.window_start) + " – " + time(report.window_end) + (report.dataset_drift ? " (drift)" : "");
 }
 
+// The options are rebuilt only when the windows changed: a refresh must not close the list
+// under the user's pointer.
 function renderWindowChoice(reports, chosen) {
   const select = $("window");
-  select.replaceChildren();
-  for (const report of reports.slice().reverse()) {
-    const option = element("option", null, windowName(report));
-    option.value = report.window_start;
-    select.append(option);
+  const newestFirst = reports.slice().reverse();
+  const choices = JSON.stringify(newestFirst.map((r) => [r.window_start, windowName(r)]));
+  if (choices !== windowChoices) {
+    select.replaceChildren(...newestFirst.map((report) => {
+      const option = element("option", null, windowName(report));
+      option.value = report.window_start;
+      return option;
+    }));
+    windowChoices = choices;
   }
-  if (!chosen) {
-    if (featuresView) featuresView.destroy();
-    featuresView = null;
-    shownReport = "";
-    $("features").replaceChildren();
-    return;
+  if (chosen) select.value = chosen.window_start;
+}
+
+// The chosen window's per-feature table and histograms: its full report is asked for only
+// when its summary changed (a new window or revision), not on every refresh.
+async function renderFeatures(name, chosen) {
+  const summary = chosen ? JSON.stringify(chosen) : "";
+  if (summary === shownReport) return;
+  let report = null;
+  if (chosen) {
+    const until = new Date(new Date(chosen.window_end).getTime() + 1).toISOString();
+    const found = await api("/models/" + name + "/drift/history",
+      { since: chosen.window_end, until: until, limit: 1 });
+    report = found.reports.find((r) => r.window_start === chosen.window_start) || null;
   }
-  select.value = chosen.window_start;
-  const text = JSON.stringify(chosen);
-  if (text !== shownReport) {  // redraw only what changed, so that the table does not jump
-    if (featuresView) featuresView.destroy();
-    featuresView = InfermonFeatures.render($("features"), chosen);
-    shownReport = text;
-  }
+  if (featuresView) featuresView.destroy();
+  featuresView = report ? InfermonFeatures.render($("features"), report) : null;
+  if (!report) $("features").replaceChildren();
+  shownReport = summary;
 }
 
 function renderPerformance(performance) {
@@ -318,19 +334,18 @@ async function refreshModel(state, model) {
   const parts = [
     [() => api("/models/" + name + "/traffic", Object.assign({ bucket: bucketFor(range.spanS) }, since)),
       (traffic) => renderTraffic(traffic, range.spanS)],
-    [() => api("/models/" + name + "/drift/history", since), (history) => renderDrift(history.reports, state)],
+    [() => api("/models/" + name + "/drift/history",
+      Object.assign({ features: false, limit: TIMELINE_WINDOWS }, since)),
+      (history) => renderDrift(name, history.reports, state)],
     [() => api("/models/" + name + "/outliers", Object.assign({ limit: PAGE_SIZE }, since)), renderOutliers],
     [() => api("/models/" + name + "/inferences", Object.assign({ limit: PAGE_SIZE }, since)), (page) => {
       if (olderShown !== state.model + " " + state.range) renderInferences(page, false);
     }],
     [() => api("/models/" + name + "/performance", since), renderPerformance],
   ];
-  const answers = await Promise.allSettled(parts.map(([ask]) => ask()));
-  const failed = [];
-  answers.forEach((answer, n) => {
-    if (answer.status === "fulfilled") parts[n][1](answer.value);
-    else failed.push(answer.reason);
-  });
+  // Each part drawn as soon as its answer comes; all drawn before this returns.
+  const drawn = await Promise.allSettled(parts.map(async ([ask, render]) => render(await ask())));
+  const failed = drawn.filter((part) => part.status === "rejected").map((part) => part.reason);
   if (failed.length) throw failed.find((e) => e instanceof Unauthorised) || failed[0];
 }
 

@@ -29,7 +29,7 @@ def test_upgrade_creates_exactly_the_schema_and_is_idempotent(database_url: str)
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
         tables = set(inspect(connection).get_table_names())
     assert tables == {
         "events", "inferences", "instances", "dead_letters", "alembic_version",

@@ -62,3 +62,25 @@ def test_buckets_are_aligned_on_the_epoch_and_a_bucket_of_no_latency_has_none(
         assert traffic(connection, "no-such-model", T0, T0 + MINUTE, 60) == []
 
     assert found == [TrafficBucket(T0, 2, 0, None, None, None, None)]
+
+
+def test_a_busier_bucket_counts_every_call_and_takes_latency_from_its_latest_calls(
+    store: Store,
+) -> None:
+    """Counts stay exact however busy a bucket is; its latency figures come from its latest
+    `sample` timed calls (here 5 of 12), so that a bucket costs a bounded read."""
+    latencies = [float(n) for n in (40, 10, 30, 20, 90, 70, 80, 60, 50, 5, 15, 25)]
+    statuses = [500 if n in (1, 2, 11) else 200 for n in range(12)]
+    calls(store, "busy", timedelta(0), latencies, statuses)  # one second apart: one minute
+    calls(store, "quiet", MINUTE, [3.0, 1.0], [200, 200])
+
+    with store.engine.connect() as connection:
+        busy, quiet = traffic(connection, "iris", T0, T0 + 2 * MINUTE, 60, sample=5)
+
+    latest = latencies[-5:]
+    assert (busy.calls, busy.errors) == (12, 3)
+    assert busy.latency_mean_ms == sum(latest) / 5
+    assert [busy.latency_p50_ms, busy.latency_p95_ms, busy.latency_p99_ms] == [
+        nearest_rank(latest, p) for p in (50, 95, 99)
+    ]
+    assert quiet == TrafficBucket(T0 + MINUTE, 2, 0, 2.0, 1.0, 3.0, 3.0)
