@@ -186,10 +186,12 @@ def fill(store: Store, stored: int, newest_events: int, windows: int) -> float:
     insert_inferences(store, stored)
     insert_events(store, stored, newest_events)
     insert_reports(store, windows, stored)
-    with store.engine.connect() as connection:
+    # As autovacuum leaves a settled PostgreSQL table (its insert threshold is 20 % growth):
+    # analysed, and vacuumed so that index-only scans need not visit the table for each row.
+    settle = "VACUUM ANALYZE" if store.engine.dialect.name == "postgresql" else "ANALYZE"
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         for table in (inferences, events, drift_reports, drift_features):
-            connection.exec_driver_sql(f"ANALYZE {table.name}")
-        connection.commit()
+            connection.exec_driver_sql(f"{settle} {table.name}")
     return time.perf_counter() - started
 
 

@@ -124,10 +124,10 @@ function renderModels(models, selected) {
 
 // --- one model ---
 
-function rangeOf(state, model) {
+function rangeOf(state, firstSeen) {
   const until = new Date(Date.now() + 1000);
   const seconds = RANGES_S[state.range];
-  const first = model.first_seen ? new Date(model.first_seen) : new Date(until - 3600000);
+  const first = firstSeen ? new Date(firstSeen) : new Date(until - 3600000);
   const since = seconds ? new Date(until - seconds * 1000) : first;
   return { since: since.toISOString(), until: until.toISOString(), spanS: (until - since) / 1000 };
 }
@@ -175,7 +175,7 @@ function renderTraffic(traffic, spanS) {
   });
 }
 
-async function renderDrift(name, history, state) {
+async function renderDrift(name, history, state, latest) {
   const reports = history.slice().sort((a, b) => a.window_start.localeCompare(b.window_start));
   const chosen = reports.find((r) => r.window_start === state.window) || reports[reports.length - 1];
   $("no-drift").hidden = reports.length > 0;
@@ -205,7 +205,7 @@ async function renderDrift(name, history, state) {
     },
   });
   renderWindowChoice(reports, chosen);
-  await renderFeatures(name, chosen);
+  await renderFeatures(name, chosen, latest);
 }
 
 function windowName(report) {
@@ -231,11 +231,14 @@ function renderWindowChoice(reports, chosen) {
 
 // The chosen window's per-feature table and histograms: its full report is asked for only
 // when its summary changed (a new window or revision), not on every refresh.
-async function renderFeatures(name, chosen) {
+async function renderFeatures(name, chosen, latest) {
   const summary = chosen ? JSON.stringify(chosen) : "";
   if (summary === shownReport) return;
-  let report = null;
-  if (chosen) {
+  let report = await latest;
+  if (report && !(chosen && report.window_start === chosen.window_start && report.revision === chosen.revision)) {
+    report = null;  // another window or revision than the one chosen
+  }
+  if (chosen && !report) {
     const until = new Date(new Date(chosen.window_end).getTime() + 1).toISOString();
     const found = await api("/models/" + name + "/drift/history",
       { since: chosen.window_end, until: until, limit: 1 });
@@ -323,28 +326,46 @@ async function openInference(requestId) {
 
 // --- refreshing ---
 
-async function refreshModel(state, model) {
-  const range = rangeOf(state, model);
+// The API requests of a model's parts. With a range of fixed length they need nothing from
+// the model list, so they are sent beside it (`firstSeen` null); "everything" waits for it.
+function askParts(state, firstSeen) {
+  const range = rangeOf(state, firstSeen);
   const since = { since: range.since, until: range.until };
-  const name = encodeURIComponent(model.model);
+  const name = encodeURIComponent(state.model);
+  // The newest window's whole report, for its feature table, when none is drawn yet and the
+  // address names no window (later refreshes ask for a window's report only if it changed).
+  const latest = state.window || shownReport ? Promise.resolve(null)
+    : api("/models/" + name + "/drift").catch((error) => {
+      if (error instanceof Unauthorised) throw error;
+      return null;  // no report yet
+    });
+  const asked = {
+    latest: latest,
+    parts: [
+      [api("/models/" + name + "/traffic", Object.assign({ bucket: bucketFor(range.spanS) }, since)),
+        (traffic) => renderTraffic(traffic, range.spanS)],
+      [api("/models/" + name + "/drift/history", Object.assign({ features: false, limit: TIMELINE_WINDOWS }, since)),
+        (history) => renderDrift(name, history.reports, state, latest)],
+      [api("/models/" + name + "/outliers", Object.assign({ limit: PAGE_SIZE }, since)), renderOutliers],
+      [api("/models/" + name + "/inferences", Object.assign({ limit: PAGE_SIZE }, since)), (page) => {
+        if (olderShown !== state.model + " " + state.range) renderInferences(page, false);
+      }],
+      [api("/models/" + name + "/performance", since), renderPerformance],
+    ],
+  };
+  // Answers not drawn (the model is not listed) must not be reported as unhandled.
+  for (const answer of [latest, ...asked.parts.map(([answer]) => answer)]) answer.catch(() => {});
+  return asked;
+}
+
+async function refreshModel(state, model, asked) {
   $("model-name").textContent = model.model;
   $("model-facts").textContent = model.inferences + " inferences, " + model.instances + " instances; first seen " +
     time(model.first_seen) + ", last seen " + time(model.last_seen);
-  // Each part drawn from its own answer: one route failing leaves the others shown.
-  const parts = [
-    [() => api("/models/" + name + "/traffic", Object.assign({ bucket: bucketFor(range.spanS) }, since)),
-      (traffic) => renderTraffic(traffic, range.spanS)],
-    [() => api("/models/" + name + "/drift/history",
-      Object.assign({ features: false, limit: TIMELINE_WINDOWS }, since)),
-      (history) => renderDrift(name, history.reports, state)],
-    [() => api("/models/" + name + "/outliers", Object.assign({ limit: PAGE_SIZE }, since)), renderOutliers],
-    [() => api("/models/" + name + "/inferences", Object.assign({ limit: PAGE_SIZE }, since)), (page) => {
-      if (olderShown !== state.model + " " + state.range) renderInferences(page, false);
-    }],
-    [() => api("/models/" + name + "/performance", since), renderPerformance],
-  ];
-  // Each part drawn as soon as its answer comes; all drawn before this returns.
-  const drawn = await Promise.allSettled(parts.map(async ([ask, render]) => render(await ask())));
+  const { parts } = asked || askParts(state, model.first_seen);
+  // Each part drawn as soon as its answer comes (one failing leaves the others shown); all
+  // drawn before this returns.
+  const drawn = await Promise.allSettled(parts.map(async ([answer, render]) => render(await answer)));
   const failed = drawn.filter((part) => part.status === "rejected").map((part) => part.reason);
   if (failed.length) throw failed.find((e) => e instanceof Unauthorised) || failed[0];
 }
@@ -357,12 +378,13 @@ async function refresh() {
     const state = readState();
     $("range").value = state.range;
     try {
-      const listed = await api("/models");
-      const models = listed.models;
+      const listing = api("/models");
+      const early = state.model && RANGES_S[state.range] ? askParts(state, null) : null;
+      const models = (await listing).models;
       renderModels(models, state.model);
       const model = models.find((m) => m.model === state.model);
       $("model").hidden = !model;
-      if (model) await refreshModel(state, model);
+      if (model) await refreshModel(state, model, early);
       // When the first render with data was done (ms since navigation): bench/dashboard_page.py
       // waits for it.
       if (models.length && !document.body.dataset.firstData) document.body.dataset.firstData = String(performance.now());
