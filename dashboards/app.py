@@ -13,6 +13,7 @@ from dashboards.counts import ModelCounts
 from dashboards.database import Database
 from dashboards.errors import install_error_handlers
 from dashboards.settings import DashboardSettings
+from dashboards.traffic_cache import TrafficCache
 
 
 def create_app(settings: DashboardSettings) -> FastAPI:
@@ -34,6 +35,7 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.model_counts = counts
+    app.state.traffic_cache = TrafficCache()
     app.state.metrics = metrics.DashboardMetrics(database.engine)
     app.add_middleware(
         metrics.RequestLatency, metrics=app.state.metrics, routes=metrics.RouteTemplates(app)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fixtures.broker import TansuBroker, broker_bootstrap, create_topic
 from tests.fixtures.browser import browser  # noqa: F401  (registers the fixture)
-from tests.fixtures.databases import database_url  # noqa: F401  (registers the fixture)
+from tests.fixtures.databases import database_url, store  # noqa: F401  (registers them)
 from tests.fixtures.factories import TansuFactory, TopicFactory
 from tests.fixtures.kserve_server import KServeModelServer
 from tests.fixtures.toy_model_server import ToyModelServer

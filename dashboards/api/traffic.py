@@ -2,6 +2,7 @@
 
 Buckets are `bucket` seconds long, aligned on the Unix epoch, from the one holding `since` to
 the one holding the last moment before `until`; a bucket without calls is there with zeros.
+Buckets that ended over a minute ago are kept 30 s (`dashboards.traffic_cache`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from dashboards.auth import require_read
 from dashboards.database import Reading
 from dashboards.errors import ERROR_RESPONSES, NOT_FOUND, bad_request, not_found
+from dashboards.traffic_cache import TrafficCache
 from monitor.store import traffic_read
 from monitor.store.schema import as_utc
 
@@ -51,9 +53,9 @@ def _bucket_size(span: timedelta) -> int:
     return next((size for size in NICE_BUCKETS_S if seconds / size <= 120), NICE_BUCKETS_S[-1])
 
 
-def _empty(start: datetime) -> TrafficBucket:
-    return TrafficBucket(start=start, calls=0, errors=0, error_rate=None, latency_mean_ms=None,
-                         latency_p50_ms=None, latency_p95_ms=None, latency_p99_ms=None)  # fmt: skip
+def traffic_cache(request: Request) -> TrafficCache:
+    cache: TrafficCache = request.app.state.traffic_cache
+    return cache
 
 
 Since = Annotated[datetime | None, Query(description="default: 24 hours before until")]
@@ -69,6 +71,7 @@ Bucket = Annotated[
 def traffic(
     model: str,
     connection: Reading,
+    cache: Annotated[TrafficCache, Depends(traffic_cache)],
     since: Since = None,
     until: Until = None,
     bucket: Bucket = None,
@@ -84,11 +87,12 @@ def traffic(
         raise bad_request(f"{count} buckets of {size} s: at most {MAX_BUCKETS}; ask for larger")
     if not traffic_read.model_seen(connection, model):
         raise not_found(f"no model {model!r}")
-    found = {b.start: b for b in traffic_read.traffic(connection, model, start, end, size)}
-    buckets = []
-    for n in range(count):
-        moment = datetime.fromtimestamp((first + n) * size, UTC)
-        stored = found.get(moment)
-        buckets.append(_empty(moment) if stored is None else TrafficBucket(
-            error_rate=stored.errors / stored.calls, **vars(stored)))  # fmt: skip
-    return Traffic(model=model, since=start, until=end, bucket_s=size, buckets=buckets)
+    found = []
+    for moment, part_start, part_end in traffic_read.buckets(start, end, size):
+        calls, errors, figures = cache.bucket(connection, model, part_start, part_end)
+        mean, p50, p95, p99 = figures
+        found.append(TrafficBucket(
+            start=moment, calls=calls, errors=errors, error_rate=errors / calls if calls else None,
+            latency_mean_ms=mean, latency_p50_ms=p50, latency_p95_ms=p95, latency_p99_ms=p99,
+        ))  # fmt: skip
+    return Traffic(model=model, since=start, until=end, bucket_s=size, buckets=found)

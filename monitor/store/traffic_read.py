@@ -13,7 +13,7 @@ rank ceil(p * n) of n latencies) and the mean.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -54,14 +54,19 @@ def _in_range(model: str, start: datetime, end: datetime) -> list[ColumnElement[
     return [inferences.c.model == model, inferences.c.time >= start, inferences.c.time < end]
 
 
-def _bucket(
-    connection: Connection, model: str, start: datetime, end: datetime, sample: int
-) -> tuple[int, int, list[float]]:
-    """Calls, errors and the latest `sample` latencies in [start, end)."""
+def bucket(
+    connection: Connection,
+    model: str,
+    start: datetime,
+    end: datetime,
+    sample: int = LATENCY_SAMPLE,
+) -> tuple[int, int, list[float | None]]:
+    """Calls and errors in [start, end), then the latency mean and `PERCENTILES` of its
+    latest `sample` timed calls (None without one)."""
     in_range = _in_range(model, start, end)
     calls = connection.scalar(select(func.count()).select_from(inferences).where(*in_range))
     if not calls:
-        return 0, 0, []
+        return 0, 0, _latency_figures([])
     errors = connection.scalar(
         select(func.count()).select_from(inferences).where(*in_range, text(ANSWERED_WITH_ERROR))
     )
@@ -71,7 +76,7 @@ def _bucket(
         .order_by(inferences.c.time.desc())
         .limit(sample)
     ).all()
-    return int(calls), int(errors or 0), [float(value) for value in latencies]
+    return int(calls), int(errors or 0), _latency_figures([float(v) for v in latencies])
 
 
 def _latency_figures(latencies: list[float]) -> list[float | None]:
@@ -80,6 +85,18 @@ def _latency_figures(latencies: list[float]) -> list[float | None]:
         return [None] * (1 + len(PERCENTILES))
     ordered = sorted(latencies)
     return [sum(ordered) / len(ordered), *(nearest_rank(ordered, p) for p in PERCENTILES)]
+
+
+def buckets(
+    since: datetime, until: datetime, bucket_s: int
+) -> Iterator[tuple[datetime, datetime, datetime]]:
+    """Each bucket meeting [since, until): its aligned start, and its part of the range."""
+    size = timedelta(seconds=bucket_s)
+    for number in range(
+        int(since.timestamp()) // bucket_s, math.ceil(until.timestamp() / bucket_s)
+    ):
+        bucket_start = datetime.fromtimestamp(number * bucket_s, UTC)
+        yield bucket_start, max(since, bucket_start), min(until, bucket_start + size)
 
 
 def traffic(
@@ -91,15 +108,9 @@ def traffic(
     sample: int = LATENCY_SAMPLE,
 ) -> list[TrafficBucket]:
     """The model's inferences in [since, until) per bucket, oldest first; empty buckets left out."""
-    size = timedelta(seconds=bucket_s)
     found = []
-    for number in range(
-        int(since.timestamp()) // bucket_s, math.ceil(until.timestamp() / bucket_s)
-    ):
-        bucket_start = datetime.fromtimestamp(number * bucket_s, UTC)
-        start, end = max(since, bucket_start), min(until, bucket_start + size)
-        calls, errors, latencies = _bucket(connection, model, start, end, sample)
-        if not calls:
-            continue
-        found.append(TrafficBucket(bucket_start, calls, errors, *_latency_figures(latencies)))
+    for bucket_start, start, end in buckets(since, until, bucket_s):
+        calls, errors, figures = bucket(connection, model, start, end, sample)
+        if calls:
+            found.append(TrafficBucket(bucket_start, calls, errors, *figures))
     return found

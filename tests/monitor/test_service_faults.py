@@ -21,8 +21,8 @@ from tests.fixtures.broker import unconsumed_records, wait_for_rebalance
 from tests.fixtures.factories import TopicFactory
 from tests.fixtures.tcp_proxy import CuttableTcpProxy
 from tests.monitor.consumer_helpers import (
-    group_of,
     MonitorProcess,
+    group_of,
     start_monitor,
     wait_for_stats,
 )
@@ -133,7 +133,9 @@ def test_sigkill_at_random_points_loses_nothing_and_stores_each_call_once(
         # Killed at a random point of its work: once it has stored a random number more events
         # (a batch it wrote but whose offsets it had not committed is read again by the next).
         target = min(store.stats()["events"] + rng.randint(500, 3500), 2 * calls)
-        wait_for_stats(store, lambda s, target=target: s["events"] >= target, timeout_s=120, writer=monitor)
+        wait_for_stats(
+            store, lambda s, target=target: s["events"] >= target, timeout_s=120, writer=monitor
+        )
         monitor.kill(signal.SIGKILL)
     producer.join()
     monitor = start_monitor(kafka_bootstrap, topic, database_url)
@@ -178,7 +180,8 @@ def test_database_stopped_and_started_under_load_loses_nothing(
     monitor = start_monitor(kafka_bootstrap, topic, monitor_url)
     try:
         producer = BackgroundProducer(kafka_bootstrap, topic, 3000, seconds=15)
-        wait_for_stats(store, lambda s: s["events"] >= 500, timeout_s=60, writer=monitor)  # under load
+        # Storing under load.
+        wait_for_stats(store, lambda s: s["events"] >= 500, timeout_s=60, writer=monitor)
         if isinstance(outage, CuttableTcpProxy):
             outage.cut()
             _wait_for_write_retries(monitor)
