@@ -12,6 +12,8 @@ few warm-up requests, `--requests` times each:
 - GET /api/v1/models/{m}/inferences (first page)      target p95 <= 50 ms
 - GET /api/v1/inferences/{id} (random stored calls)   target p95 <= 20 ms
 - GET /metrics (its store read cached 5 s: most scrapes are served from the cache)
+- GET /api/v1/models/{m}/drift/history?limit=200&features=false (the page's timeline)
+- GET /api/v1/models/{m}/traffic (the last day, as the page asks; closed buckets kept 30 s)
 
     python bench/dashboard_api.py [--databases sqlite,postgresql] [--stored 1000000]
         [--events 20000] [--windows 1000] [--requests 200]
@@ -236,12 +238,19 @@ def measure(url: str, stored: int, newest_events: int, requests: int) -> dict[st
             first_models_ms = (time.perf_counter() - started) * 1000
             print(f"   first GET /models (counts the model's rows once): {first_models_ms:.0f} ms")
             history = f"{api}/models/{MODEL}/drift/history?limit=100"
+            traffic = f"{api}/models/{MODEL}/traffic"  # the last day, as the page asks
+            started = time.perf_counter()
+            assert client.get(traffic).status_code == 200
+            first_traffic_ms = (time.perf_counter() - started) * 1000
+            print(f"   first GET traffic (the last day, no bucket kept): {first_traffic_ms:.0f} ms")
             asked = {
                 "models": [f"{api}/models"] * requests,
                 "drift history": [history] * requests,
                 "inferences page": [f"{api}/models/{MODEL}/inferences"] * requests,
                 "inference": [f"{api}/inferences/{rng.choice(ids)}" for _ in range(requests)],
                 "metrics": ["/metrics"] * requests,
+                "timeline": [f"{history.replace('100', '200')}&features=false"] * requests,
+                "traffic": [traffic] * requests,
             }
             return {name: timed(client, paths, server.pid, name) for name, paths in asked.items()}
     finally:

@@ -14,7 +14,7 @@ first `GET /models` counts the model's rows once). Per load:
   default range is the last day, and every stored call is in it (they end ~45 minutes ago).
 
     python bench/dashboard_page.py [--databases sqlite,postgresql] [--stored 1000000]
-        [--events 20000] [--windows 1000] [--loads 10] [--sqlite-file PATH]
+        [--events 20000] [--windows 1000] [--loads 10] [--sqlite-file PATH] [--floor]
 
 `--sqlite-file PATH` keeps the SQLite store there and reuses it when it exists and its calls
 are still in the page's default range (the last day); else it is built again.
@@ -155,6 +155,15 @@ def report(kind: str, first: tuple[float, float], found: list[tuple[float, float
     API_MS.clear()
 
 
+def floor(folder: Path, loads: int) -> None:
+    """The page over a store of 1,000 calls and one report: the floor under the figures."""
+    print("floor (1,000 calls, 1 report, SQLite):")
+    url = f"sqlite:///{folder / 'floor.db'}"
+    build(url, 1000, 1000, 1)
+    first, found = measure(url, loads)
+    report("floor", first, found)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--databases", default="sqlite,postgresql", help="comma list")
@@ -163,12 +172,16 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=1000)
     parser.add_argument("--loads", type=int, default=10, help="page loads counted")
     parser.add_argument("--sqlite-file", type=Path, default=None, help="keep and reuse")
+    floor_help = "first the page over 1,000 calls and one report (the machine's floor)"
+    parser.add_argument("--floor", action="store_true", help=floor_help)
     args = parser.parse_args()
     if CHROMIUM is None or CHROMEDRIVER is None:
         sys.exit("needs Debian's chromium and chromium-driver: apt-get install chromium "
                  "chromium-driver")  # fmt: skip
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as folder:
+        if args.floor:
+            floor(Path(folder), args.loads)
         for kind in args.databases.split(","):
             print(f"{kind}:")
             started = time.perf_counter()

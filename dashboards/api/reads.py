@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from dashboards.api import shapes
 from dashboards.api.schemas import (
@@ -145,12 +145,12 @@ def inference(connection: Reading, request_id: str) -> InferenceDetail:
     "/models/{model}/drift", response_model=DriftReport, responses=NOT_FOUND,
     summary="The model's latest drift report",
 )  # fmt: skip
-def drift(connection: Reading, model: Model) -> DriftReport:
+def drift(connection: Reading, model: Model) -> Response:
     """The newest window's latest revision; 404 before the model's first report."""
     report = detection_read.latest_report(connection, model)
     if report is None:
         raise not_found(f"model {model[:100]!r} has no drift report yet")
-    return shapes.drift_report(report)
+    return shapes.json_body(shapes.drift_report(report))
 
 
 @router.get(
@@ -167,7 +167,7 @@ def drift_history(
     features: Annotated[
         bool, Query(description="false: the reports without their per-feature rows")
     ] = True,
-) -> DriftHistory:
+) -> Response:
     """Each window's latest revision, oldest first: of the windows in range, the newest
     `limit`. A timeline needs only each window's share: `features=false` leaves out the
     feature rows (and their histograms), a tenth of the work for 20 features."""
@@ -181,7 +181,7 @@ def drift_history(
     )
     if feature is not None and history and not any(r["features"] for r in history):
         raise not_found(f"model {model[:100]!r} has no feature {feature[:100]!r} in these reports")
-    return DriftHistory(reports=[shapes.drift_report(report) for report in history])
+    return shapes.json_body(DriftHistory(reports=[shapes.drift_report(r) for r in history]))
 
 
 @router.get(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
@@ -54,12 +56,24 @@ def check_database_url(database_url: str) -> None:
         raise ValueError(URL_EXPECTED) from None
 
 
+def load_json(text: str | bytes) -> Any:
+    """A JSON column's value. orjson decodes about 5 times as fast as the standard library
+    (a drift history of 100 reports holds 2,000 histograms: ~29 ms of stdlib decoding per
+    request); what it refuses, such as a NaN or an integer beyond 64 bits that the standard
+    library wrote, the standard library reads."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_store_engine(database_url: str) -> Engine:
     url = normalise_url(database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     return create_engine(
         url,
+        json_deserializer=load_json,
         pool_pre_ping=True,  # a connection that died in an outage is replaced, not used
         connect_args={
             "connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S,
@@ -76,7 +90,9 @@ def _sqlite_engine(url: URL) -> Engine:
     if "timeout" not in url.query:  # the URL may choose its own, e.g. ?timeout=0.1
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
     bind_common_values_directly()
-    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    engine = create_engine(
+        url, json_deserializer=load_json, pool_pre_ping=True, connect_args=connect_args
+    )
     event.listen(engine, "connect", _on_sqlite_connect)
     event.listen(engine, "begin", _on_sqlite_begin)
     return engine

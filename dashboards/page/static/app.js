@@ -11,7 +11,7 @@ const BUCKETS_S = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 
 const MAX_BUCKETS = 120;
 const PAGE_SIZE = 50;
 // The drift timeline's windows, at most: their shares only (one small row each).
-const TIMELINE_WINDOWS = 500;
+const TIMELINE_WINDOWS = 200;
 
 const $ = (id) => document.getElementById(id);
 const charts = {};

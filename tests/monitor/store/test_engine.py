@@ -3,6 +3,7 @@ new databases get the larger page, existing ones keep theirs."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 
@@ -94,3 +95,18 @@ def test_an_existing_sqlite_database_keeps_its_page_and_its_rows(tmp_path: Path)
     assert connection.execute("SELECT v FROM kept").fetchall() == [("before",)]
     assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     connection.close()
+
+
+def test_json_columns_are_read_whatever_wrote_them() -> None:
+    """orjson decodes JSON columns; what only the standard library writes or reads (NaN,
+    infinities, integers beyond 64 bits) is still read, as the standard library reads it."""
+    from monitor.store.engine import load_json
+
+    assert load_json('{"labels": ["a"], "current": [0.5, 1e-300]}') == {
+        "labels": ["a"], "current": [0.5, 1e-300]
+    }  # fmt: skip
+    assert load_json(b"[1, 2]") == [1, 2]
+    found = load_json('{"p": NaN, "big": 123456789012345678901234567890, "inf": -Infinity}')
+    assert math.isnan(found["p"])
+    assert found["big"] == 123456789012345678901234567890
+    assert found["inf"] == -math.inf
