@@ -12,6 +12,7 @@ from dashboards.api import API_PREFIX, performance, reads, traffic, writes
 from dashboards.counts import ModelCounts
 from dashboards.database import Database
 from dashboards.errors import install_error_handlers
+from dashboards.report_cache import ReportCache
 from dashboards.settings import DashboardSettings
 from dashboards.traffic_cache import TrafficCache
 
@@ -36,6 +37,7 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     app.state.database = database
     app.state.model_counts = counts
     app.state.traffic_cache = TrafficCache()
+    app.state.report_cache = ReportCache()
     app.state.metrics = metrics.DashboardMetrics(database.engine)
     app.add_middleware(
         metrics.RequestLatency, metrics=app.state.metrics, routes=metrics.RouteTemplates(app)

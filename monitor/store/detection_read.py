@@ -155,9 +155,13 @@ def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
 
 
 def _with_features(connection: Connection, query: Select[Any]) -> list[dict[str, Any]]:
-    reports = _dicts(connection.execute(query))
+    return attach_features(connection, _dicts(connection.execute(query)))
+
+
+def attach_features(connection: Connection, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each report (a `drift_reports` row as a dict) with its `features` rows, in order."""
     if not reports:
-        return []
+        return reports
     features: dict[int, list[dict[str, Any]]] = defaultdict(list)
     rows = connection.execute(
         select(drift_features.c.report_id, *_FEATURE_COLUMNS)
