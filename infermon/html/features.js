@@ -60,7 +60,8 @@ window.InfermonFeatures = (function () {
     return line;
   }
 
-  function histogramChart(cell, feature) {
+  // The cell's histogram canvas, or null when the feature has no histogram.
+  function histogramCanvas(cell, feature) {
     const histogram = feature.histogram;
     if (!histogram || !histogram.labels || histogram.labels.length === 0) {
       cell.append(element("span", "ifm-muted", "no histogram"));
@@ -72,6 +73,11 @@ window.InfermonFeatures = (function () {
     canvas.dataset.column = feature.column;
     box.append(canvas);
     cell.append(box);
+    return canvas;
+  }
+
+  function histogramChart(canvas, feature) {
+    const histogram = feature.histogram;
     const current = feature.drift ? DRIFTED : CURRENT;
     const bar = { borderWidth: 1, grouped: false, barPercentage: 1.0, categoryPercentage: 0.9 };
     return new window.Chart(canvas, {
@@ -122,6 +128,20 @@ window.InfermonFeatures = (function () {
     table.append(element("thead"));
     table.tHead.append(head);
     const body = element("tbody");
+    // A histogram is drawn when its row comes near the screen: a report of hundreds of
+    // features would otherwise make hundreds of charts before anything shows.
+    const waiting = new Map();
+    const draw = (canvas) => {
+      charts.push(histogramChart(canvas, waiting.get(canvas)));
+      waiting.delete(canvas);
+    };
+    const observer = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting || !waiting.has(entry.target)) continue;
+        observer.unobserve(entry.target);
+        draw(entry.target);
+      }
+    }, { rootMargin: "300px" }) : null;
     for (const feature of report.features) {
       const row = element("tr", feature.drift ? "ifm-row-drift" : "");
       row.dataset.column = feature.column;
@@ -139,12 +159,21 @@ window.InfermonFeatures = (function () {
       const chartCell = element("td", "ifm-chart-cell");
       row.append(chartCell);
       body.append(row);
-      const chart = histogramChart(chartCell, feature);
-      if (chart) charts.push(chart);
+      const canvas = histogramCanvas(chartCell, feature);
+      if (canvas) waiting.set(canvas, feature);
     }
     table.append(body);
     container.append(table);
-    return { destroy: () => charts.forEach((chart) => chart.destroy()) };
+    for (const canvas of Array.from(waiting.keys())) {
+      if (observer) observer.observe(canvas);
+      else draw(canvas);
+    }
+    return {
+      destroy: () => {
+        if (observer) observer.disconnect();
+        charts.forEach((chart) => chart.destroy());
+      },
+    };
   }
 
   return { render: render, number: number, percent: percent };

@@ -113,9 +113,36 @@ def test_chromium_draws_it_from_file_with_no_error_and_no_request(
     assert drifted == {f["column"] for f in features if f["drift"]} and "shifted" in drifted
     assert browser.driver.title.startswith("Drift: current.csv against reference.csv")
     for column, row in shown.items():
-        canvas = row.find_element(By.TAG_NAME, "canvas")
-        assert browser.painted_pixels(canvas) > 500, f"the histogram of {column!r} is blank"
+        browser.painted_when_shown(row.find_element(By.TAG_NAME, "canvas"), repr(column))
     browser.screenshot("drift-html")
 
     assert browser.console_errors() == []
     assert browser.requests == [target.as_uri()]  # the file itself, nothing else
+
+
+@pytest.mark.slow
+def test_a_wide_report_draws_its_histograms_as_they_come_near_the_screen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], browser: Browser
+) -> None:
+    """120 features: the rows far below the screen have no chart until scrolled to."""
+    from selenium.webdriver.common.by import By
+
+    rng = np.random.default_rng(5)
+    columns = [f"x{n:03d}" for n in range(120)]
+    paths = {"reference": tmp_path / "reference.csv", "current": tmp_path / "current.csv"}
+    for name, rows in (("reference", 300), ("current", 200)):
+        pd.DataFrame(rng.normal(size=(rows, len(columns))), columns=columns).to_csv(
+            paths[name], index=False
+        )
+    target = tmp_path / "wide.html"
+    write_report(paths, target, capsys)
+    browser.open(target.as_uri())
+    canvases = browser.wait_for("the histograms", lambda: (
+        len(found := browser.driver.find_elements(By.CSS_SELECTOR, "tbody canvas")) == 120
+        and found))  # fmt: skip
+    first, last = canvases[0], canvases[-1]
+
+    browser.painted_when_shown(first, "the first histogram")
+    assert browser.painted_pixels(last) == 0, "a histogram far below the screen was drawn"
+    browser.painted_when_shown(last, "the last histogram")
+    assert browser.console_errors() == []
