@@ -67,14 +67,17 @@ function row(cells) {
   return tr;
 }
 
+// Formatters made once: toLocaleString() builds one per call, which cost ~70 ms for the
+// first 50 rows of the inference log in a fresh browser.
+const DATE_AND_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "medium" });
+const TIME_ONLY = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+
 function time(iso) {
-  return iso ? new Date(iso).toLocaleString() : "-";
+  return iso ? DATE_AND_TIME.format(new Date(iso)) : "-";
 }
 
 function shortTime(iso, spanS) {
-  const moment = new Date(iso);
-  return spanS > 172800 ? moment.toLocaleDateString() + " " + moment.toLocaleTimeString()
-    : moment.toLocaleTimeString();
+  return (spanS > 172800 ? DATE_AND_TIME : TIME_ONLY).format(new Date(iso));
 }
 
 function fixed(value, digits) {
@@ -390,7 +393,7 @@ async function refresh() {
       if (models.length && !document.body.dataset.firstData) document.body.dataset.firstData = String(performance.now());
       $("token-form").hidden = true;
       $("error").hidden = true;
-      $("status").textContent = "updated " + new Date().toLocaleTimeString();
+      $("status").textContent = "updated " + TIME_ONLY.format(new Date());
     } catch (error) {
       if (error instanceof Unauthorised) {
         $("token-form").hidden = false;
