@@ -12,9 +12,9 @@ import logging
 import socket
 from collections.abc import Sequence
 
-from dashboards.settings import DashboardSettings, load_dashboard_settings, sqlite_file
+from dashboards.settings import DashboardSettings, load_dashboard_settings
 from infermon.errors import UsageError, first_line, listening_socket
-from monitor.store.engine import normalise_url
+from monitor.store.engine import normalise_url, sqlite_file
 
 NO_TOKEN = (
     "INFERMON_API_TOKEN is not set: set it to the Bearer token that writes need, "

@@ -11,9 +11,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboards.errors import DATABASE_UNAVAILABLE, ApiError
-from dashboards.settings import sqlite_file
 from monitor.store import api_read
-from monitor.store.engine import create_store_engine
+from monitor.store.engine import create_store_engine, sqlite_file
 
 
 class Database:

@@ -8,14 +8,13 @@ repr nor a log line shows them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 
 from infermon import defaults
 from infermon.settings import InfermonSettings, load_settings
-from monitor.store.engine import check_database_url, normalise_url
+from monitor.store.engine import check_database_url
 
 PROG = "infermon dashboard"
 
@@ -73,12 +72,3 @@ def load_dashboard_settings(argv: Sequence[str]) -> DashboardSettings:
     """Flags over environment over defaults; the tokens from the environment alone."""
     flags = load_settings(DashboardFlags, argv, PROG)
     return DashboardSettings(**flags.model_dump())
-
-
-def sqlite_file(database_url: str) -> Path | None:
-    """The file of a SQLite URL; None for an in-memory database or another kind."""
-    url = normalise_url(database_url)
-    path = url.database or ""
-    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
-        return None
-    return Path(path).expanduser()

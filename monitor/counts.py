@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from infermon.errors import UsageError, first_line
 from infermon.settings import load_settings
 from monitor.settings import DatabaseSettings
-from monitor.store.engine import normalise_url
+from monitor.store.engine import normalise_url, sqlite_file
 from monitor.store.schema import inferences
 from monitor.store.store import Store, StoreError
 
@@ -44,15 +43,6 @@ def main(argv: Sequence[str]) -> int:
             raise UsageError(f"cannot read {shown(url)}: {reason(cause or error)}") from None
     print(json.dumps(counts, indent=2))
     return 0
-
-
-def sqlite_file(database_url: str) -> Path | None:
-    """The file of a SQLite URL; None for an in-memory database or another kind."""
-    url = normalise_url(database_url)
-    path = url.database or ""
-    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
-        return None
-    return Path(path).expanduser()
 
 
 def shown(database_url: str) -> str:

@@ -19,10 +19,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from infermon.errors import UsageError
 from infermon.settings import load_settings
-from monitor.counts import DEFAULT_DATABASE_URL, reason, shown, sqlite_file
+from monitor.counts import DEFAULT_DATABASE_URL, reason, shown
 from monitor.drift.report import FeatureDrift, Histogram
 from monitor.settings import DatabaseSettings
 from monitor.store.detection_store import DetectionStore
+from monitor.store.engine import sqlite_file
 from monitor.store.schema import drift_reports
 from monitor.store.store import Store, StoreError
 

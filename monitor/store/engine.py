@@ -67,6 +67,18 @@ def load_json(text: str | bytes) -> Any:
         return json.loads(text)
 
 
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or another kind."""
+    return _sqlite_path(normalise_url(database_url))
+
+
+def _sqlite_path(url: URL) -> Path | None:
+    path = url.database or ""
+    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    return Path(path).expanduser()
+
+
 def create_store_engine(database_url: str) -> Engine:
     url = normalise_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -83,9 +95,9 @@ def create_store_engine(database_url: str) -> Engine:
 
 
 def _sqlite_engine(url: URL) -> Engine:
-    path = url.database or ""
-    if path and path != ":memory:" and not path.startswith("file:"):
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     connect_args: dict[str, Any] = {}
     if "timeout" not in url.query:  # the URL may choose its own, e.g. ?timeout=0.1
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
