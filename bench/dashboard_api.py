@@ -23,13 +23,14 @@ few warm-up requests, `--requests` times each:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,9 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[18]
 
 
-def measure(url: str, stored: int, newest_events: int, requests: int) -> dict[str, list[float]]:
+@contextlib.contextmanager
+def serving(url: str) -> Iterator[tuple[str, int]]:
+    """`infermon dashboard` over `url` as a child process, once ready: its address and pid."""
     port = free_port()
     argv = [sys.executable, "-m", "infermon.cli", "dashboard", "--database-url", url,
             "--port", str(port), "--insecure-writes"]  # fmt: skip
@@ -230,36 +233,38 @@ def measure(url: str, stored: int, newest_events: int, requests: int) -> dict[st
     base = f"http://127.0.0.1:{port}"
     try:
         server.wait_until(lambda: http_ok(f"{base}/readyz"), 60, "readiness")
-        ids = [request_id(n) for n in range(max(0, stored - newest_events), stored)]
-        rng = random.Random(0)
-        api = "/api/v1"
-        with httpx.Client(base_url=base, timeout=60) as client:
-            started = time.perf_counter()
-            assert client.get(f"{api}/models").status_code == 200
-            first_models_ms = (time.perf_counter() - started) * 1000
-            print(f"   first GET /models (counts the model's rows once): {first_models_ms:.0f} ms")
-            history = f"{api}/models/{MODEL}/drift/history?limit=100"
-            started = time.perf_counter()
-            assert client.get(history).status_code == 200
-            first_history_ms = (time.perf_counter() - started) * 1000
-            print(f"   first GET drift history (no report kept as JSON): {first_history_ms:.0f} ms")
-            traffic = f"{api}/models/{MODEL}/traffic"  # the last day, as the page asks
-            started = time.perf_counter()
-            assert client.get(traffic).status_code == 200
-            first_traffic_ms = (time.perf_counter() - started) * 1000
-            print(f"   first GET traffic (the last day, no bucket kept): {first_traffic_ms:.0f} ms")
-            asked = {
-                "models": [f"{api}/models"] * requests,
-                "drift history": [history] * requests,
-                "inferences page": [f"{api}/models/{MODEL}/inferences"] * requests,
-                "inference": [f"{api}/inferences/{rng.choice(ids)}" for _ in range(requests)],
-                "metrics": ["/metrics"] * requests,
-                "timeline": [f"{history.replace('100', '200')}&features=false"] * requests,
-                "traffic": [traffic] * requests,
-            }
-            return {name: timed(client, paths, server.pid, name) for name, paths in asked.items()}
+        yield base, server.pid
     finally:
         server.stop()
+
+
+def first_request(client: httpx.Client, path: str, what: str) -> None:
+    """Times one request before anything is counted or kept by the server."""
+    started = time.perf_counter()
+    assert client.get(path).status_code == 200, path
+    print(f"   first GET {what}: {(time.perf_counter() - started) * 1000:.0f} ms")
+
+
+def measure(url: str, stored: int, newest_events: int, requests: int) -> dict[str, list[float]]:
+    ids = [request_id(n) for n in range(max(0, stored - newest_events), stored)]
+    rng = random.Random(0)
+    api = "/api/v1"
+    history = f"{api}/models/{MODEL}/drift/history?limit=100"
+    traffic = f"{api}/models/{MODEL}/traffic"  # the last day, as the page asks
+    with serving(url) as (base, pid), httpx.Client(base_url=base, timeout=60) as client:
+        first_request(client, f"{api}/models", "/models (counts the model's rows once)")
+        first_request(client, history, "drift history (no report kept as JSON)")
+        first_request(client, traffic, "traffic (the last day, no bucket kept)")
+        asked = {
+            "models": [f"{api}/models"] * requests,
+            "drift history": [history] * requests,
+            "inferences page": [f"{api}/models/{MODEL}/inferences"] * requests,
+            "inference": [f"{api}/inferences/{rng.choice(ids)}" for _ in range(requests)],
+            "metrics": ["/metrics"] * requests,
+            "timeline": [f"{api}/models/{MODEL}/drift/history?limit=200&features=false"] * requests,
+            "traffic": [traffic] * requests,
+        }
+        return {name: timed(client, paths, pid, name) for name, paths in asked.items()}
 
 
 def main() -> None:

@@ -33,15 +33,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import REPO_ROOT
-from dashboard_api import FEATURES, fill, p95
+from dashboard_api import FEATURES, fill, p95, serving
 from drift_window import MODEL
 from monitor_throughput import database_url
 
 from monitor.store import api_read
 from monitor.store.store import Store
 from tests.fixtures.browser import CHROMEDRIVER, CHROMIUM, Browser
-from tests.fixtures.processes import ServerProcess, free_port, http_ok
 
 TARGET_MS = 1000.0
 # The paint entry and the page's own marker, both in ms since navigation started.
@@ -121,19 +119,11 @@ def one_load(page: str) -> tuple[float, float]:
 
 def measure(url: str, loads: int) -> tuple[tuple[float, float], list[tuple[float, float]]]:
     """The first load (not counted) and `loads` counted ones."""
-    port = free_port()
-    argv = [sys.executable, "-m", "infermon.cli", "dashboard", "--database-url", url,
-            "--port", str(port), "--insecure-writes"]  # fmt: skip
-    server = ServerProcess("infermon-dashboard", argv, cwd=REPO_ROOT, env=None)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        server.wait_until(lambda: http_ok(f"{base}/readyz"), 60, "readiness")
+    with serving(url) as (base, _):
         page = f"{base}/#model={MODEL}"
         first = one_load(page)
         API_MS.clear()  # the API's times of the counted loads only
         return first, [one_load(page) for _ in range(loads)]
-    finally:
-        server.stop()
 
 
 def report(kind: str, first: tuple[float, float], found: list[tuple[float, float]]) -> None:
