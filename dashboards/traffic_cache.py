@@ -28,7 +28,7 @@ class TrafficCache:
     def __init__(self, ttl_s: float = TTL_S, max_buckets: int = MAX_BUCKETS) -> None:
         self._ttl_s = ttl_s
         self._max_buckets = max_buckets
-        self._kept: OrderedDict[tuple[str, datetime, datetime], tuple[float, Figures]] = (
+        self._kept: OrderedDict[tuple[str, datetime, datetime, int], tuple[float, Figures]] = (
             OrderedDict()
         )
         self._lock = threading.Lock()
@@ -36,16 +36,18 @@ class TrafficCache:
     def __len__(self) -> int:
         return len(self._kept)
 
-    def bucket(self, connection: Connection, model: str, start: datetime, end: datetime) -> Figures:
+    def bucket(
+        self, connection: Connection, model: str, start: datetime, end: datetime, sample: int
+    ) -> Figures:
         """`traffic_read.bucket`'s figures for [start, end), from the cache when closed."""
         closed = end <= datetime.now(UTC) - timedelta(seconds=CLOSED_AFTER_S)
-        key = (model, start, end)
+        key = (model, start, end, sample)
         now = time.monotonic()
         with self._lock:
             kept = self._kept.get(key)
         if closed and kept is not None and now - kept[0] < self._ttl_s:
             return kept[1]
-        figures = traffic_read.bucket(connection, model, start, end)
+        figures = traffic_read.bucket(connection, model, start, end, sample)
         if closed:
             with self._lock:
                 self._kept[key] = (now, figures)

@@ -88,8 +88,9 @@ def traffic(
     if not traffic_read.model_seen(connection, model):
         raise not_found(f"no model {model!r}")
     found = []
+    sample = traffic_read.latency_sample(count)
     for moment, part_start, part_end in traffic_read.buckets(start, end, size):
-        calls, errors, figures = cache.bucket(connection, model, part_start, part_end)
+        calls, errors, figures = cache.bucket(connection, model, part_start, part_end, sample)
         mean, p50, p95, p99 = figures
         found.append(TrafficBucket(
             start=moment, calls=calls, errors=errors, error_rate=errors / calls if calls else None,

@@ -6,8 +6,9 @@ bucket is three index range reads (its calls counted on the model-and-time index
 on the partial index of errors, its latencies read newest first up to `LATENCY_SAMPLE`).
 Grouping every call of a range in SQL instead took ~12 s for a million calls on SQLite.
 Latency figures are exact for a bucket of at most `LATENCY_SAMPLE` timed calls and those of
-its latest `LATENCY_SAMPLE` calls for a busier one: nearest-rank percentiles (the value at
-rank ceil(p * n) of n latencies) and the mean.
+its latest `LATENCY_SAMPLE` calls for a busier one (fewer when a request asks for more than
+120 buckets: `latency_sample`, so that no request reads more than `LATENCY_ROWS`):
+nearest-rank percentiles (the value at rank ceil(p * n) of n latencies) and the mean.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ PERCENTILES = (50, 95, 99)
 # A bucket's latencies read at most: p99 is then the 990th of 1,000, ±3 ranks of sampling
 # error, while 120 buckets (the page's) read at most 120,000 rows.
 LATENCY_SAMPLE = 1000
+# The latencies one request reads at most: more buckets than 120 take fewer each.
+LATENCY_ROWS = 120_000
+
+
+def latency_sample(buckets: int) -> int:
+    """How many latencies each of `buckets` buckets reads."""
+    return max(1, min(LATENCY_SAMPLE, LATENCY_ROWS // max(1, buckets)))
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,15 @@ def test_a_closed_bucket_is_read_once_per_ttl(store: Store) -> None:
     answered(store, "a", T0 + timedelta(seconds=5), 10.0)
     kept, fresh = TrafficCache(ttl_s=3600), TrafficCache(ttl_s=0)
     with store.engine.connect() as connection:
-        assert kept.bucket(connection, "iris", T0, T0 + MINUTE)[:2] == (1, 0)
+        assert kept.bucket(connection, "iris", T0, T0 + MINUTE, 1000)[:2] == (1, 0)
     answered(store, "late", T0 + timedelta(seconds=6), 30.0)  # stored late, into that bucket
     with store.engine.connect() as connection:
-        assert kept.bucket(connection, "iris", T0, T0 + MINUTE) == (1, 0, [10.0] * 4)
-        assert fresh.bucket(connection, "iris", T0, T0 + MINUTE) == (2, 0, [20.0, 10.0, 30.0, 30.0])
+        assert kept.bucket(connection, "iris", T0, T0 + MINUTE, 1000) == (1, 0, [10.0] * 4)
+        assert fresh.bucket(connection, "iris", T0, T0 + MINUTE, 1000) == (
+            2,
+            0,
+            [20.0, 10.0, 30.0, 30.0],
+        )
 
 
 def test_an_open_bucket_is_read_every_time(store: Store) -> None:
@@ -34,10 +38,10 @@ def test_an_open_bucket_is_read_every_time(store: Store) -> None:
     cache = TrafficCache(ttl_s=3600)
     answered(store, "now", start + timedelta(seconds=1), 10.0)
     with store.engine.connect() as connection:
-        assert cache.bucket(connection, "iris", start, start + MINUTE)[0] == 1
+        assert cache.bucket(connection, "iris", start, start + MINUTE, 1000)[0] == 1
     answered(store, "next", start + timedelta(seconds=2), 10.0)
     with store.engine.connect() as connection:
-        assert cache.bucket(connection, "iris", start, start + MINUTE)[0] == 2
+        assert cache.bucket(connection, "iris", start, start + MINUTE, 1000)[0] == 2
 
 
 def test_the_cache_keeps_at_most_its_bound(store: Store) -> None:
@@ -45,5 +49,5 @@ def test_the_cache_keeps_at_most_its_bound(store: Store) -> None:
     answered(store, "a", T0, 10.0)
     with store.engine.connect() as connection:
         for n in range(5):
-            cache.bucket(connection, "iris", T0 + n * MINUTE, T0 + (n + 1) * MINUTE)
+            cache.bucket(connection, "iris", T0 + n * MINUTE, T0 + (n + 1) * MINUTE, 1000)
         assert len(cache) == 3

@@ -8,7 +8,13 @@ from datetime import timedelta
 import numpy as np
 
 from monitor.store.store import Store
-from monitor.store.traffic_read import TrafficBucket, traffic
+from monitor.store.traffic_read import (
+    LATENCY_ROWS,
+    LATENCY_SAMPLE,
+    TrafficBucket,
+    latency_sample,
+    traffic,
+)
 from tests.monitor.store.helpers import T0, request, response
 
 MINUTE = timedelta(minutes=1)
@@ -84,3 +90,10 @@ def test_a_busier_bucket_counts_every_call_and_takes_latency_from_its_latest_cal
         nearest_rank(latest, p) for p in (50, 95, 99)
     ]
     assert quiet == TrafficBucket(T0 + MINUTE, 2, 0, 2.0, 1.0, 3.0, 3.0)
+
+
+def test_a_request_of_many_buckets_reads_fewer_latencies_per_bucket() -> None:
+    """No request reads more than LATENCY_ROWS latencies, however many buckets it asks for."""
+    assert latency_sample(1) == latency_sample(120) == LATENCY_SAMPLE
+    assert latency_sample(2000) * 2000 <= LATENCY_ROWS
+    assert latency_sample(10**9) == 1
