@@ -7,7 +7,6 @@ Buckets that ended over a minute ago are kept 30 s (`dashboards.traffic_cache`).
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -22,6 +21,9 @@ from monitor.store import traffic_read
 from monitor.store.schema import as_utc
 
 DEFAULT_RANGE = timedelta(hours=24)
+# The epoch seconds a bucket may start at or end by: what a datetime can hold.
+FIRST_MOMENT = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LAST_MOMENT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 MAX_BUCKETS = 2000
 # The bucket sizes chosen when none is asked for: the smallest giving at most 120 buckets.
 NICE_BUCKETS_S = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 86400, 604800)
@@ -81,10 +83,13 @@ def traffic(
     if start >= end:
         raise bad_request("until must be after since")
     size = bucket or _bucket_size(end - start)
-    first = int(start.timestamp()) // size
-    count = math.ceil((end.timestamp() - first * size) / size)
+    numbers = traffic_read.bucket_numbers(start, end, size)
+    count = len(numbers)
     if count > MAX_BUCKETS:
         raise bad_request(f"{count} buckets of {size} s: at most {MAX_BUCKETS}; ask for larger")
+    if numbers[0] * size < FIRST_MOMENT or numbers[-1] * size + size > LAST_MOMENT:
+        raise bad_request(f"buckets of {size} s from since to until must lie within the years "
+                          "1 to 9999")  # fmt: skip
     if not traffic_read.model_seen(connection, model):
         raise not_found(f"no model {model!r}")
     found = []

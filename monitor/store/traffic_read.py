@@ -95,14 +95,17 @@ def _latency_figures(latencies: list[float]) -> list[float | None]:
     return [sum(ordered) / len(ordered), *(nearest_rank(ordered, p) for p in PERCENTILES)]
 
 
+def bucket_numbers(since: datetime, until: datetime, bucket_s: int) -> range:
+    """The numbers (epoch seconds // bucket_s) of the buckets meeting [since, until)."""
+    return range(math.floor(since.timestamp() / bucket_s), math.ceil(until.timestamp() / bucket_s))
+
+
 def buckets(
     since: datetime, until: datetime, bucket_s: int
 ) -> Iterator[tuple[datetime, datetime, datetime]]:
     """Each bucket meeting [since, until): its aligned start, and its part of the range."""
     size = timedelta(seconds=bucket_s)
-    for number in range(
-        int(since.timestamp()) // bucket_s, math.ceil(until.timestamp() / bucket_s)
-    ):
+    for number in bucket_numbers(since, until, bucket_s):
         bucket_start = datetime.fromtimestamp(number * bucket_s, UTC)
         yield bucket_start, max(since, bucket_start), min(until, bucket_start + size)
 

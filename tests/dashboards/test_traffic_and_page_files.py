@@ -85,6 +85,26 @@ def test_traffic_refuses_an_unknown_model_and_bad_ranges(client: httpx.Client) -
     assert client.get("/api/v1/models/iris/traffic", params={"bucket": 0}).status_code == 422
 
 
+@pytest.mark.parametrize(("since", "until", "bucket"), [
+    ("0001-01-01T00:00:00Z", "0050-01-01T00:00:00Z", 31_622_400),  # aligned before year 1
+    ("9999-12-01T00:00:00Z", "9999-12-31T23:59:59Z", 604_800),  # a bucket ends after 9999
+])  # fmt: skip
+def test_traffic_refuses_buckets_beyond_the_calendar(
+    client: httpx.Client, since: str, until: str, bucket: int
+) -> None:
+    answer = client.get("/api/v1/models/iris/traffic",
+                        params={"since": since, "until": until, "bucket": bucket})  # fmt: skip
+    assert answer.status_code == 422 and "years 1 to 9999" in answer.json()["error"]
+
+
+def test_traffic_before_the_epoch_starts_at_the_bucket_holding_since(client: httpx.Client) -> None:
+    since, until = "1969-12-31T23:59:58.5Z", "1970-01-01T00:00:01Z"
+    answer = client.get("/api/v1/models/iris/traffic",
+                        params={"since": since, "until": until, "bucket": 1})  # fmt: skip
+    assert [b["start"] for b in answer.json()["buckets"]] == [
+        "1969-12-31T23:59:58Z", "1969-12-31T23:59:59Z", "1970-01-01T00:00:00Z"]  # fmt: skip
+
+
 def test_the_page_and_its_files_are_served_and_nothing_else(client: httpx.Client) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
