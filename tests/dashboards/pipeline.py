@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -19,11 +18,10 @@ from pydantic import SecretStr
 from dashboards.app import create_app
 from dashboards.settings import DashboardSettings
 from tests.fixtures.processes import free_port
-from tests.monitor.consumer_helpers import MonitorProcess, start_monitor
 from tests.monitor.detection_data import instance_features
-from tests.monitor.test_detection_pipeline import FAST, MODEL, kserve_call
+from tests.monitor.test_detection_pipeline import MODEL, kserve_call
 
-__all__ = ["MODEL", "TOKEN", "Calls", "dashboard", "monitor"]
+__all__ = ["MODEL", "TOKEN", "Calls", "dashboard"]
 TOKEN = "write-token-for-tests"
 
 
@@ -56,11 +54,6 @@ class Calls:
             sent.append(request_id)
         assert self._producer.flush(30) == 0
         return sent
-
-
-def monitor(bootstrap: str, topic: str, database_url: str, config: Path) -> MonitorProcess:
-    return start_monitor(bootstrap, topic, database_url, "--config", str(config), *FAST,
-                         group=f"group-{topic}")  # fmt: skip
 
 
 @contextmanager

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from monitor.store.store import Store
-from tests.fixtures.dashboard import WRITE_TOKEN, wait_for
+from tests.fixtures.dashboard import WRITE_TOKEN
 from tests.fixtures.processes import REPO_ROOT, ServerProcess, free_port, http_ok
+from tests.monitor.consumer_helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -22,13 +22,16 @@ from sklearn.metrics import (
 
 from monitor.store.detection_store import DetectionStore
 from monitor.store.store import Store
-from tests.dashboards.pipeline import MODEL, Calls, dashboard, monitor, writing
+from tests.dashboards.pipeline import MODEL, Calls, dashboard, writing
 from tests.fixtures.factories import TopicFactory
-from tests.monitor.consumer_helpers import wait_for_stats
-from tests.monitor.test_detection_pipeline import wait_for
+from tests.monitor.consumer_helpers import (
+    detection_config,
+    start_detecting_monitor,
+    wait_for,
+    wait_for_stats,
+)
 
 pytestmark = pytest.mark.slow
-CONFIG = "defaults:\n  reference: {first: 100}\n  window: {instances: 100}\n"
 
 
 def expected(truth: list[int], guess: list[int]) -> dict[str, Any]:
@@ -56,9 +59,7 @@ def post(api: httpx.Client, labels: dict[str, int]) -> dict[str, Any]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "detection.yaml"
-    path.write_text(CONFIG)
-    return path
+    return detection_config(tmp_path, instances=100)
 
 
 def test_feedback_gives_scikit_learns_figures_and_joins_early_labels(
@@ -69,7 +70,10 @@ def test_feedback_gives_scikit_learns_figures_and_joins_early_labels(
     rng = np.random.default_rng(11)
     start = datetime.now(UTC) - timedelta(seconds=60)
     store = Store(database_url)
-    with monitor(kafka_bootstrap, topic, database_url, config), dashboard(database_url) as api:
+    with (
+        start_detecting_monitor(kafka_bootstrap, topic, database_url, config),
+        dashboard(database_url) as api,
+    ):
         sent = calls.send(400, start)
         wait_for_stats(store, lambda s: s["instances"] >= 400)
         wait_for("three windows", lambda: len(DetectionStore(store).reports(MODEL)) >= 3)

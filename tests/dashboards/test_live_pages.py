@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.fixtures.dashboard import DashboardData, wait_for
+from tests.fixtures.dashboard import DashboardData
+from tests.monitor.consumer_helpers import wait_for
 
 pytestmark = pytest.mark.slow
 LIVE = "live"

@@ -17,13 +17,12 @@ import pytest
 
 from monitor.store.detection_store import DetectionStore
 from monitor.store.store import Store
-from tests.dashboards.pipeline import MODEL, Calls, dashboard, monitor, writing
+from tests.dashboards.pipeline import MODEL, Calls, dashboard, writing
 from tests.fixtures.factories import TopicFactory
+from tests.monitor.consumer_helpers import detection_config, start_detecting_monitor, wait_for
 from tests.monitor.detection_data import instance_features
-from tests.monitor.test_detection_pipeline import wait_for
 
 pytestmark = pytest.mark.slow
-CONFIG = "defaults:\n  reference: {first: 200}\n  window: {instances: 200}\n"
 SHIFTED = frozenset({"a", "colour"})
 
 
@@ -54,9 +53,7 @@ def drifted(report: dict[str, Any]) -> set[str]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "detection.yaml"
-    path.write_text(CONFIG)
-    return path
+    return detection_config(tmp_path)
 
 
 def test_each_new_reference_changes_the_next_windows_report(
@@ -85,7 +82,10 @@ def test_each_new_reference_changes_the_next_windows_report(
         found: dict[str, Any] = wait_for(f"window {done + 1}", latest)
         return found
 
-    with monitor(kafka_bootstrap, topic, database_url, config), dashboard(database_url) as api:
+    with (
+        start_detecting_monitor(kafka_bootstrap, topic, database_url, config),
+        dashboard(database_url) as api,
+    ):
         calls.send(200, start)  # the monitor's reference: the first 200 instances
         start += timedelta(seconds=1)
         first = next_window(200)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from monitor.store.store import Store
@@ -22,6 +23,36 @@ class MonitorProcess(AdminProcess):
     def __init__(self, argv: list[str], admin_port: int) -> None:
         super().__init__("infermon-monitor", argv, admin_port, {})
         self.wait_ready()
+
+
+# Drift detection on a short clock: windows settle in 1 s and are looked for every 0.3 s.
+FAST_DETECTION = ("--window-settle-s", "1", "--detection-poll-s", "0.3",
+                  "--window-late-check-s", "0.5", "--window-lease-s", "2")  # fmt: skip
+
+
+def detection_config(folder: Path, instances: int = 200) -> Path:
+    """A detection config: the model's first `instances` as its reference, then windows of
+    `instances`."""
+    path = folder / "detection.yaml"
+    path.write_text(f"defaults:\n  reference: {{first: {instances}}}\n"
+                    f"  window: {{instances: {instances}}}\n")  # fmt: skip
+    return path
+
+
+def start_detecting_monitor(
+    bootstrap: str, topic: str, database_url: str, config: Path
+) -> MonitorProcess:
+    """A monitor with drift detection by `config`, on FAST_DETECTION's clock."""
+    return start_monitor(bootstrap, topic, database_url, "--config", str(config), *FAST_DETECTION)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    """`check()`'s first true value, looked for every 0.3 s."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"{what} did not happen in {timeout_s} s"
+        time.sleep(0.3)
+    return found
 
 
 def group_of(topic: str) -> str:

@@ -6,8 +6,6 @@ double no window; instances that come late revise their window."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,15 +19,17 @@ from monitor.store.detection_store import DetectionStore
 from monitor.store.store import Store
 from monitor.store.windows import InstanceRange
 from tests.fixtures.factories import TopicFactory
-from tests.monitor.consumer_helpers import MonitorProcess, start_monitor, wait_for_stats
+from tests.monitor.consumer_helpers import (
+    detection_config,
+    start_detecting_monitor,
+    wait_for,
+    wait_for_stats,
+)
 from tests.monitor.detection_data import instance_features
 from tests.monitor.store.detection_helpers import count_bounds
 
 pytestmark = pytest.mark.slow
 MODEL = "drifty"
-CONFIG = "defaults:\n  reference: {first: 200}\n  window: {instances: 200}\n"
-FAST = ("--window-settle-s", "1", "--detection-poll-s", "0.3", "--window-late-check-s", "0.5",
-        "--window-lease-s", "2")  # fmt: skip
 
 
 def kserve_call(request_id: str, at: datetime, features: dict[str, Any]) -> list[tuple]:
@@ -70,30 +70,14 @@ class Traffic:
         assert self._producer.flush(30) == 0
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what} did not happen in {timeout_s} s"
-        time.sleep(0.3)
-    return found
-
-
 def reports(store: Store) -> list[dict[str, Any]]:
     found = DetectionStore(store).reports(MODEL, limit=1000)
     return sorted(found, key=lambda r: (r["window_start"], r["revision"]))
 
 
-def monitor(kafka_bootstrap: str, topic: str, database_url: str, config: Path) -> MonitorProcess:
-    """A monitor of the topic's own group: no member of another test's group to wait for."""
-    return start_monitor(kafka_bootstrap, topic, database_url, "--config", str(config), *FAST,
-                         group=f"group-{topic}")  # fmt: skip
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "detection.yaml"
-    path.write_text(CONFIG)
-    return path
+    return detection_config(tmp_path)
 
 
 # IN_ORDER: tests that count windows read one partition, so that instances are stored in
@@ -110,7 +94,7 @@ def test_shifted_traffic_flags_exactly_the_shifted_features(
     traffic.send(600, start)
     traffic.send(400, start + timedelta(seconds=1), shifted=frozenset({"a", "colour"}))
 
-    with monitor(kafka_bootstrap, topic, database_url, config) as process:
+    with start_detecting_monitor(kafka_bootstrap, topic, database_url, config) as process:
         found = wait_for("four window reports", lambda: len(reports(store)) == 4 and reports(store))
         metrics = process.metrics()
 
@@ -128,13 +112,13 @@ def test_a_killed_monitor_and_a_dead_claimer_lose_and_double_no_window(
     topic = new_topic(partitions=4)
     traffic = Traffic(kafka_bootstrap, topic)
     detection = DetectionStore(store)
-    first = monitor(kafka_bootstrap, topic, database_url, config)
-    second = monitor(kafka_bootstrap, topic, database_url, config)
+    first = start_detecting_monitor(kafka_bootstrap, topic, database_url, config)
+    second = start_detecting_monitor(kafka_bootstrap, topic, database_url, config)
     try:
         traffic.send(300, datetime.now(UTC) - timedelta(seconds=20))  # reference, half a window
         wait_for_stats(store, lambda s: s["instances"] >= 300)
         first.kill()  # SIGKILL with window 1 half full
-        first = monitor(kafka_bootstrap, topic, database_url, config)
+        first = start_detecting_monitor(kafka_bootstrap, topic, database_url, config)
         # The rest in the near future (15 s: room for a loaded machine), so that no window
         # closes before the claim below.
         traffic.send(300, datetime.now(UTC) + timedelta(seconds=15))
@@ -172,7 +156,7 @@ def test_late_instances_revise_their_window(
     start = datetime.now(UTC) - timedelta(seconds=30)
     traffic.send(400, start)
 
-    with monitor(kafka_bootstrap, topic, database_url, config):
+    with start_detecting_monitor(kafka_bootstrap, topic, database_url, config):
         [first] = wait_for("the first report", lambda: reports(store))
         # A spool replayed after an outage: calls from inside the window, produced now.
         traffic.send(5, first["window_start"] + timedelta(microseconds=500))
