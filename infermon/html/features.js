@@ -176,5 +176,5 @@ window.InfermonFeatures = (function () {
     };
   }
 
-  return { render: render, number: number, percent: percent };
+  return { render: render, element: element, number: number, percent: percent };
 })();

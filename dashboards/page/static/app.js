@@ -54,12 +54,7 @@ async function api(path, params) {
 
 // --- small helpers ---
 
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  return node;
-}
+const element = InfermonFeatures.element;  // (tag, className, text): the shared view's
 
 function row(cells) {
   const tr = element("tr");
